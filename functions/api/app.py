@@ -1,0 +1,172 @@
+"""HTTP API (API Gateway HTTP API, payload v2): the old service's routes, validated, with OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+
+from shared import jobs
+from shared.errors import ServiceError
+from shared.models import GenerateRequest, JobStatus
+from shared.observability import logger, metrics, tracer
+from shared.schemas import (
+    API_PREFIX,
+    ErrorBody,
+    FieldError,
+    Health,
+    JobAccepted,
+    JobDetail,
+    JobPage,
+    JobStatusView,
+    JobSummary,
+    Stats,
+)
+from shared.settings import get_settings
+
+VERSION = "1.0.0"
+TITLE = "Media generation API"
+DESCRIPTION = "Submit a prompt, follow the job, download the images. OpenAPI document: /openapi.json"
+JobId = Annotated[str, Path(min_length=1, max_length=64, description="The job id returned by generate")]
+ERRORS = {
+    404: {"description": "No such job", "content": {"application/json": {"schema": ErrorBody.model_json_schema()}}},
+    409: {"description": "Not possible in the job's status"},
+    422: {"description": "Invalid input; `errors` names each field"},
+}
+
+app = APIGatewayHttpResolver(enable_validation=True)
+# The Swagger UI assets are inlined (works offline); gzip keeps the 1.7 MB page small on the wire.
+app.enable_swagger(path="/docs", title=TITLE, version=VERSION, description=DESCRIPTION, compress=True)
+
+
+@app.post(f"{API_PREFIX}/generate", status_code=202, responses={422: ERRORS[422], 503: {"description": "Not queued"}})
+def generate(request: GenerateRequest) -> Response[JobAccepted]:
+    """Accept a generation job. Answers once the job is stored and queued."""
+    job = jobs.submit(request)
+    return _accepted(JobAccepted.of(job))
+
+
+@app.get(f"{API_PREFIX}/status/<job_id>", responses={404: ERRORS[404]})
+def job_status(job_id: JobId) -> JobStatusView:
+    """Status and progress (0-100) of a job: cheap, for polling."""
+    return JobStatusView.of(jobs.store().get(job_id))
+
+
+@app.get(f"{API_PREFIX}/jobs/<job_id>", responses={404: ERRORS[404]})
+def job_detail(job_id: JobId) -> JobDetail:
+    """Everything about a job, with presigned download URLs of its outputs."""
+    return JobDetail.of(jobs.store().get(job_id))
+
+
+@app.get(f"{API_PREFIX}/jobs", responses={422: ERRORS[422]})
+def list_jobs(
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page")] = None,
+) -> JobPage:
+    """Jobs, newest first, one page at a time."""
+    page, next_cursor = jobs.store().list_jobs(status=status, limit=limit, cursor=cursor)
+    return JobPage(jobs=[JobSummary.of(job) for job in page], next_cursor=next_cursor)
+
+
+@app.post(f"{API_PREFIX}/jobs/<job_id>/cancel", responses={404: ERRORS[404], 409: ERRORS[409]})
+def cancel_job(job_id: JobId) -> JobStatusView:
+    """Cancel a pending or processing job."""
+    return JobStatusView.of(jobs.cancel(job_id))
+
+
+@app.post(
+    f"{API_PREFIX}/jobs/<job_id>/retry",
+    status_code=202,
+    responses={404: ERRORS[404], 409: ERRORS[409], 503: {"description": "Not queued"}},
+)
+def retry_job(job_id: JobId) -> Response[JobAccepted]:
+    """Run a failed or cancelled job again, as a new attempt of the same job."""
+    job = jobs.retry(job_id)
+    return _accepted(JobAccepted.of(job, message=f"Attempt {job.attempt} accepted"))
+
+
+@app.get(f"{API_PREFIX}/stats")
+def stats() -> Stats:
+    """Jobs per status, success rate and mean duration (read from counters: constant cost)."""
+    return Stats.of(jobs.store().stats())
+
+
+@app.get("/health")
+def health() -> Health:
+    """Liveness; makes no calls to other services."""
+    return Health(status="healthy", mode="mock" if get_settings().mock_mode else "replicate", version=VERSION)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_document() -> Response[str]:
+    """The OpenAPI document where the old FastAPI service served it."""
+    schema = app.get_openapi_json_schema(title=TITLE, version=VERSION, description=DESCRIPTION)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=schema)
+
+
+# ---- errors: one shape for all of them ---------------------------------------------------------
+@app.exception_handler(ServiceError)
+def service_error(exc: ServiceError) -> Response:
+    return _error(exc.status_code, exc.code, exc.message)
+
+
+@app.exception_handler(RequestValidationError)
+def validation_error(exc: RequestValidationError) -> Response:
+    errors = [_field_error(e) for e in exc.errors()]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "Invalid request"
+    return _error(422, "VALIDATION_ERROR", detail, errors)
+
+
+@app.not_found
+def not_found(_: NotFoundError) -> Response:
+    return _error(404, "NOT_FOUND", f"No route for {app.current_event.http_method} {app.current_event.path}")
+
+
+@app.exception_handler(Exception)
+def unexpected_error(exc: Exception) -> Response:
+    logger.exception("Unhandled error")
+    return _error(500, "INTERNAL_ERROR", "Something went wrong on our side; try again")
+
+
+def _field_error(error: dict) -> FieldError:
+    location, *path = [str(part) for part in error.get("loc", ())] or ["body"]
+    kind = error.get("type", "")
+    if kind == "json_invalid":
+        return FieldError(field="body", location="body", message="Body is not valid JSON")
+    message = "Unknown field" if kind == "extra_forbidden" else error.get("msg") or kind.replace("_", " ")
+    return FieldError(field=".".join(path) or location, location=location, message=message)
+
+
+def _error(status: int, code: str, detail: str, errors: list[FieldError] | None = None) -> Response:
+    body = ErrorBody(code=code, detail=detail, errors=errors, request_id=_request_id())
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json(exclude_none=True)
+    )
+
+
+def _request_id() -> str | None:
+    try:
+        return app.current_event.request_context.request_id
+    except Exception:
+        return None
+
+
+def _accepted(body: JobAccepted) -> Response[JobAccepted]:
+    return Response(
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={"Location": body.links.self},
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict, context) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,149 @@
+"""The one description of the system's resources, used by the local emulation and by CDK alike,
+so the two cannot drift (a contract test compares this spec with the synthesized template).
+
+Pure data and a few pure functions: no AWS SDK, no CDK, safe to import anywhere but Lambda code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import store
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW_DEFINITION = ROOT / "infra" / "statemachine" / "job.asl.json"
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    partition_key: str
+    indexes: tuple[Index, ...]
+    ttl_attribute: str
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    # At least 6x the consumer's timeout (AWS guidance for SQS event sources with batching).
+    visibility_timeout_seconds: int
+    max_receive_count: int
+    retention_seconds: int
+    dlq_retention_seconds: int
+    batch_size: int
+    max_batching_window_seconds: int
+    # Bounds how many dispatchers run at once, so workflows start no faster than the provider allows.
+    max_concurrency: int
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    timeout_seconds: int
+    memory_mb: int
+    handler: str = "app.handler"
+
+    @property
+    def source_dir(self) -> Path:
+        return ROOT / "functions" / self.name
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    definition: Path
+    retry_max_delay_seconds: int
+    # The failure-recording task is a few DynamoDB calls.
+    finalizer_task_timeout_seconds: int
+
+
+TABLE = TableSpec(
+    partition_key=store.PK,
+    indexes=(
+        Index(store.STATUS_INDEX, store.STATUS, store.CREATED_AT),
+        Index(store.CREATED_INDEX, store.ENTITY, store.CREATED_AT),
+    ),
+    ttl_attribute=store.TTL_ATTRIBUTE,
+)
+
+FUNCTIONS: dict[str, FunctionSpec] = {
+    spec.name: spec
+    for spec in (
+        FunctionSpec("api", timeout_seconds=29, memory_mb=512),
+        FunctionSpec("dispatcher", timeout_seconds=30, memory_mb=256),
+        # Lambda's maximum: the worker stops itself at the job's deadline (JOB_TIMEOUT) anyway.
+        FunctionSpec("worker", timeout_seconds=900, memory_mb=1024),
+        FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256),
+    )
+}
+
+QUEUE = QueueSpec(
+    visibility_timeout_seconds=6 * FUNCTIONS["dispatcher"].timeout_seconds,
+    max_receive_count=5,
+    retention_seconds=14 * 86_400,
+    dlq_retention_seconds=14 * 86_400,
+    batch_size=10,
+    max_batching_window_seconds=1,
+    max_concurrency=2,
+)
+
+WORKFLOW = WorkflowSpec(
+    definition=WORKFLOW_DEFINITION,
+    retry_max_delay_seconds=60,
+    finalizer_task_timeout_seconds=FUNCTIONS["finalizer"].timeout_seconds + 5,
+)
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    """The settings baked into the workflow definition (see the README's settings table)."""
+
+    job_timeout_seconds: int
+    max_retry_attempts: int
+    retry_interval_seconds: int
+
+
+def workflow_substitutions(function_arns: dict[str, str], settings: WorkflowSettings) -> dict[str, str]:
+    """Values for every ${Placeholder} of the ASL file."""
+    return {
+        "WorkerFunctionArn": function_arns["worker"],
+        "FinalizerFunctionArn": function_arns["finalizer"],
+        "JobTimeoutSeconds": str(settings.job_timeout_seconds),
+        "MaxRetryAttempts": str(settings.max_retry_attempts),
+        "RetryIntervalSeconds": str(settings.retry_interval_seconds),
+        "RetryMaxDelaySeconds": str(WORKFLOW.retry_max_delay_seconds),
+        "WorkerTaskTimeoutSeconds": str(FUNCTIONS["worker"].timeout_seconds + 5),
+        "FinalizerTaskTimeoutSeconds": str(WORKFLOW.finalizer_task_timeout_seconds),
+    }
+
+
+PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def placeholders(definition: str) -> set[str]:
+    return set(PLACEHOLDER.findall(definition))
+
+
+def render_workflow(substitutions: dict[str, str]) -> str:
+    """The ASL with every placeholder filled in, as CloudFormation's DefinitionSubstitutions does."""
+    definition = WORKFLOW.definition.read_text()
+    missing = placeholders(definition) - set(substitutions)
+    if missing:
+        raise ValueError(f"No value for workflow placeholders: {sorted(missing)}")
+    return PLACEHOLDER.sub(lambda m: substitutions[m.group(1)], definition)
+
+
+# Environment variable names of the resources, as the functions' Settings read them.
+RESOURCE_ENV = {
+    "table": "JOBS_TABLE_NAME",
+    "queue": "JOBS_QUEUE_URL",
+    "bucket": "OUTPUTS_BUCKET_NAME",
+    "state_machine": "STATE_MACHINE_ARN",
+}
+

@@ -1,0 +1,244 @@
+"""The embedded AWS emulation behind `make dev`, `make invoke` and the tests.
+
+moto runs in-process as a server on 127.0.0.1 (so presigned S3 URLs download from this machine),
+with Step Functions really executing the workflow definition. Resources are created from
+infra/spec.py, the same spec CDK deploys. Lambda functions run in-process (local/lambdas.py), fed
+by emulated event sources (local/event_sources.py) and, optionally, the HTTP gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass, replace
+from typing import Any
+
+from infra import spec
+from local.event_sources import ExecutionStatusEvents, SqsEventSource
+from local.gateway import Gateway
+from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
+from shared.aws import client, reset_clients
+from shared.settings import get_settings
+
+log = logging.getLogger("local.emulator")
+
+NAMES = {
+    "table": "media-jobs",
+    "queue": "media-jobs",
+    "dlq": "media-jobs-dlq",
+    "bucket": "media-outputs",
+    "state_machine": "media-job",
+}
+
+# What a Lambda function would have in its environment, minus the resource names set below.
+BASE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "POWERTOOLS_SERVICE_NAME": "media-generation",
+    "POWERTOOLS_METRICS_NAMESPACE": "MediaGeneration",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Resources:
+    table: str
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    bucket: str
+    state_machine_arn: str
+
+
+class Emulator:
+    def __init__(
+        self,
+        aws_port: int | None = None,
+        api_port: int | None = None,
+        queue: spec.QueueSpec = spec.QUEUE,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.aws_port = aws_port or free_port()
+        self.api_port = api_port
+        self.queue_spec = queue
+        self.env = env or {}
+        self.runtime = LambdaRuntime()
+        self.resources: Resources | None = None
+        self._server: Any = None
+        self._workers: list[Any] = []
+        self.gateway: Gateway | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.aws_port}"
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Emulator:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+
+        os.environ.update(BASE_ENV | {"AWS_ENDPOINT_URL": self.endpoint, "MOTO_PORT": str(self.aws_port)})
+        os.environ.update(self.env)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
+        self._server.start()
+        self._configure_moto()
+        self._route_lambda_invokes()
+        self.resources = self._create_resources()
+        self._start_event_sources()
+        if self.api_port is not None:
+            self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port)
+            self.gateway.start()
+        return self
+
+    def stop(self) -> None:
+        for worker in self._workers:
+            worker.stop()
+        if self.gateway:
+            self.gateway.stop()
+        if self._server:
+            self._server.stop()
+        reset_clients()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def configure(self, **env: str) -> None:
+        """Change settings while running (the tests' shortened timeouts): the environment the
+        functions read and the settings baked into the workflow definition."""
+        os.environ.update(env)
+        get_settings.cache_clear()
+        assert self.resources
+        client("stepfunctions").update_state_machine(
+            stateMachineArn=self.resources.state_machine_arn, definition=self._workflow_definition()
+        )
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _configure_moto(self) -> None:
+        import urllib.request
+
+        config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/config", data=json.dumps(config).encode(), method="POST"
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def _route_lambda_invokes(self) -> None:
+        import boto3
+
+        reset_clients()
+        # A fresh default session, then the hook on it: the workflow's task clients come from it.
+        boto3.setup_default_session()
+        self.runtime.install(boto3.DEFAULT_SESSION)
+
+    def _create_resources(self) -> Resources:
+        get_settings.cache_clear()
+        table = self._create_table()
+        dlq_url = client("sqs").create_queue(
+            QueueName=NAMES["dlq"],
+            Attributes={"MessageRetentionPeriod": str(self.queue_spec.dlq_retention_seconds)},
+        )["QueueUrl"]
+        dlq_arn = self._queue_arn(dlq_url)
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(self.queue_spec.max_receive_count)}
+        queue_url = client("sqs").create_queue(
+            QueueName=NAMES["queue"],
+            Attributes={
+                "VisibilityTimeout": str(self.queue_spec.visibility_timeout_seconds),
+                "MessageRetentionPeriod": str(self.queue_spec.retention_seconds),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )["QueueUrl"]
+        client("s3").create_bucket(Bucket=NAMES["bucket"])
+        os.environ.update(
+            {
+                spec.RESOURCE_ENV["table"]: table,
+                spec.RESOURCE_ENV["queue"]: queue_url,
+                spec.RESOURCE_ENV["bucket"]: NAMES["bucket"],
+                "QUEUE_MAX_RECEIVE_COUNT": str(self.queue_spec.max_receive_count),
+            }
+        )
+        get_settings.cache_clear()
+        machine = client("stepfunctions").create_state_machine(
+            name=NAMES["state_machine"],
+            definition=self._workflow_definition(),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/media-job-workflow",
+            type="STANDARD",
+        )["stateMachineArn"]
+        os.environ[spec.RESOURCE_ENV["state_machine"]] = machine
+        get_settings.cache_clear()
+        return Resources(table, queue_url, self._queue_arn(queue_url), dlq_url, NAMES["bucket"], machine)
+
+    def _create_table(self) -> str:
+        table = spec.TABLE
+        attributes = {table.partition_key} | {i.partition_key for i in table.indexes} | {
+            i.sort_key for i in table.indexes
+        }
+        client("dynamodb").create_table(
+            TableName=NAMES["table"],
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+            KeySchema=[{"AttributeName": table.partition_key, "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                        {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+                for index in table.indexes
+            ],
+        )
+        client("dynamodb").update_time_to_live(
+            TableName=NAMES["table"],
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+        )
+        return NAMES["table"]
+
+    def _workflow_definition(self) -> str:
+        settings = get_settings()
+        workflow_settings = spec.WorkflowSettings(
+            job_timeout_seconds=settings.job_timeout,
+            max_retry_attempts=settings.max_retry_attempts,
+            retry_interval_seconds=settings.retry_interval_seconds,
+        )
+        arns = {name: function_arn(name) for name in spec.FUNCTIONS}
+        return spec.render_workflow(spec.workflow_substitutions(arns, workflow_settings))
+
+    def _queue_arn(self, url: str) -> str:
+        return client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def _start_event_sources(self) -> None:
+        assert self.resources
+        self._workers = [
+            SqsEventSource(
+                self.runtime.invoke,
+                "dispatcher",
+                self.resources.queue_url,
+                self.resources.queue_arn,
+                self.queue_spec.batch_size,
+            ),
+            ExecutionStatusEvents(self.runtime.invoke, "finalizer", self.resources.state_machine_arn),
+        ]
+        for worker in self._workers:
+            worker.start()
+
+
+def with_queue(**changes: Any) -> spec.QueueSpec:
+    """The spec's queue with some settings changed (tests shorten the visibility timeout)."""
+    return replace(spec.QUEUE, **changes)

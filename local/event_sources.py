@@ -1,0 +1,147 @@
+"""What AWS would deliver to our functions, emulated with small poller threads:
+
+- `SqsEventSource`: the SQS event source mapping of the dispatcher. Receives batches, invokes the
+  function with an SQS event, deletes the records that succeeded and leaves the reported
+  `batchItemFailures` to reappear after the visibility timeout (the queue's redrive policy moves
+  them to the DLQ after maxReceiveCount).
+- `ExecutionStatusEvents`: the EventBridge rule on "Step Functions Execution Status Change" for
+  executions that ended TIMED_OUT, FAILED or ABORTED, delivered to the finalizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.aws import client
+
+log = logging.getLogger("local.event_sources")
+
+Invoke = Callable[[str, Any], Any]
+
+
+class _Poller:
+    interval = 0.2
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.poll_once()
+            except Exception:
+                log.exception("%s poll failed", type(self).__name__)
+                busy = False
+            if not busy:
+                self._stop.wait(self.interval)
+
+    def poll_once(self) -> bool:
+        raise NotImplementedError
+
+
+class SqsEventSource(_Poller):
+    def __init__(self, invoke: Invoke, function: str, queue_url: str, queue_arn: str, batch_size: int) -> None:
+        super().__init__()
+        self.invoke, self.function = invoke, function
+        self.queue_url, self.queue_arn, self.batch_size = queue_url, queue_arn, batch_size
+
+    def poll_once(self) -> bool:
+        sqs = client("sqs")
+        messages = sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return False
+        event = {"Records": [self._record(m) for m in messages]}
+        try:
+            response = self.invoke(self.function, event) or {}
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        except Exception:
+            log.exception("%s failed its whole batch", self.function)
+            failed = {m["MessageId"] for m in messages}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        return True
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody"),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": self.queue_arn.split(":")[3],
+        }
+
+
+class ExecutionStatusEvents(_Poller):
+    STATUSES = ("TIMED_OUT", "FAILED", "ABORTED")
+    interval = 0.5
+
+    def __init__(self, invoke: Invoke, function: str, state_machine_arn: str) -> None:
+        super().__init__()
+        self.invoke, self.function, self.state_machine_arn = invoke, function, state_machine_arn
+        self._seen: set[str] = set()
+
+    def poll_once(self) -> bool:
+        sfn = client("stepfunctions")
+        for status in self.STATUSES:
+            pages = sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=self.state_machine_arn, statusFilter=status
+            )
+            for execution in (e for page in pages for e in page["executions"]):
+                if execution["executionArn"] not in self._seen:
+                    self._seen.add(execution["executionArn"])
+                    self._deliver(sfn.describe_execution(executionArn=execution["executionArn"]))
+        return False
+
+    def _deliver(self, execution: dict[str, Any]) -> None:
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resources": [execution["executionArn"]],
+            "detail": {
+                "executionArn": execution["executionArn"],
+                "stateMachineArn": execution["stateMachineArn"],
+                "name": execution["name"],
+                "status": execution["status"],
+                "input": execution.get("input"),
+                "error": execution.get("error"),
+                "cause": execution.get("cause"),
+            },
+        }
+        try:
+            self.invoke(self.function, json.loads(json.dumps(event, default=str)))
+        except Exception:
+            log.exception("%s failed on an execution status event", self.function)
+            self._seen.discard(execution["executionArn"])  # EventBridge retries: so do we
+            time.sleep(1)

@@ -1,0 +1,119 @@
+"""A test double of API Gateway HTTP API: turns HTTP requests on 127.0.0.1 into payload v2.0
+events for the api function, and its replies back into HTTP. Nothing more."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+log = logging.getLogger("local.gateway")
+
+TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
+
+
+def http_api_event(method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event, as API Gateway builds it."""
+    url = urlsplit(target)
+    headers = {k.lower(): v for k, v in headers.items()}
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(url.query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value  # v2 joins repeats with commas
+    binary = bool(body) and not headers.get("content-type", "").startswith(TEXT_TYPES)
+    now = datetime.now(UTC)
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": url.path,
+        "rawQueryString": url.query,
+        "cookies": [c.strip() for c in headers.get("cookie", "").split(";") if c.strip()] or None,
+        "headers": headers,
+        "queryStringParameters": query or None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": headers.get("host", "127.0.0.1"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": url.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "body": (base64.b64encode(body).decode() if binary else body.decode()) if body else None,
+        "isBase64Encoded": binary,
+    }
+
+
+class Gateway:
+    def __init__(self, invoke: Callable[[str, Any], Any], host: str, port: int, function: str = "api") -> None:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                event = http_api_event(
+                    self.command, self.path, dict(self.headers), self.rfile.read(length), self.client_address[0]
+                )
+                started = time.monotonic()
+                try:
+                    reply = invoke(function, event)
+                except Exception:
+                    log.exception("api function crashed")
+                    reply = {"statusCode": 502, "body": '{"message":"Internal Server Error"}'}
+                gateway._respond(self, reply)
+                log.info("%s %s -> %s (%.0f ms)", self.command, self.path, reply.get("statusCode"),
+                         (time.monotonic() - started) * 1000)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _respond(request: BaseHTTPRequestHandler, reply: dict[str, Any]) -> None:
+        body = reply.get("body") or ""
+        data = base64.b64decode(body) if reply.get("isBase64Encoded") else body.encode()
+        request.send_response(int(reply.get("statusCode", 200)))
+        headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
+        headers.setdefault("content-type", "application/json")
+        headers["content-length"] = str(len(data))
+        for key, value in headers.items():
+            request.send_header(key, value)
+        for cookie in reply.get("cookies") or []:
+            request.send_header("set-cookie", cookie)
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(data)

@@ -1,0 +1,1 @@
+"""The code every function shares: domain, job store, queue, storage, workflow, generation."""

@@ -1,0 +1,125 @@
+"""Domain models: what a job is, what a client may ask for, and how a job may change status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_PROMPT_LENGTH = 2000
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# Every allowed status change. Anything else is refused (409 at the API, a no-op in the workflow),
+# so a job never steps backwards: a completed job never becomes processing again.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.PROCESSING: frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.COMPLETED: frozenset(),
+    # Retry starts a new attempt of a failed or cancelled job.
+    JobStatus.FAILED: frozenset({JobStatus.PENDING}),
+    JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),
+}
+
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_LENGTH)]
+
+
+class GenerationParameters(BaseModel):
+    """The old service's `parameters` object, plus optional extras (all with defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(default=1024, ge=64, le=2048, multiple_of=8, description="Image width in pixels")
+    height: int = Field(default=1024, ge=64, le=2048, multiple_of=8, description="Image height in pixels")
+    num_inference_steps: int = Field(default=28, ge=1, le=100, description="Denoising steps")
+    guidance_scale: float = Field(default=7.5, ge=0, le=30, description="Prompt adherence")
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_LENGTH)
+    num_outputs: int = Field(default=1, ge=1, le=4, description="Number of images to generate")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Fix for reproducible output")
+
+
+class GenerateRequest(BaseModel):
+    """Body of `POST /api/v1/generate`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "a lighthouse at dawn, oil painting",
+                    "parameters": {"width": 512, "height": 512, "num_inference_steps": 20, "guidance_scale": 7.5},
+                }
+            ]
+        },
+    )
+
+    prompt: Prompt = Field(description=f"What to draw (1 to {MAX_PROMPT_LENGTH} characters)")
+    parameters: GenerationParameters = Field(default_factory=GenerationParameters)
+
+
+class JobError(BaseModel):
+    """Why a job or one of its attempts failed. `code` is stable (see the README); `message` is safe to show."""
+
+    code: str
+    message: str
+
+
+class OutputFile(BaseModel):
+    key: str
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+class Attempt(BaseModel):
+    """One run of a job. Retry starts a new one; the history is kept on the job."""
+
+    attempt: int
+    status: JobStatus
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: JobError | None = None
+
+
+class Job(BaseModel):
+    job_id: str
+    status: JobStatus
+    attempt: int = 1
+    request: GenerateRequest
+    progress: int = 0
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline_at: datetime | None = None
+    error: JobError | None = None
+    outputs: list[OutputFile] = Field(default_factory=list)
+    attempts: list[Attempt] = Field(default_factory=list)
+    # Bookkeeping, never shown to clients: optimistic-locking version and the TTL (epoch seconds).
+    version: int = 0
+    expires_at: int | None = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_iso(value: datetime) -> str:
+    """Fixed-width UTC timestamps sort lexicographically, which the status index relies on."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,176 @@
+"""What the HTTP API answers: the response bodies, built from domain jobs.
+
+Kept apart from the domain models so internal fields (version, TTL, S3 keys) never reach clients.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from shared import storage
+from shared.models import Attempt, GenerateRequest, Job, JobError, JobStatus
+
+API_PREFIX = "/api/v1"
+
+
+class Links(BaseModel):
+    self: str
+    status: str
+    cancel: str
+    retry: str
+
+    @classmethod
+    def of(cls, job_id: str) -> Links:
+        job = f"{API_PREFIX}/jobs/{job_id}"
+        return cls(self=job, status=f"{API_PREFIX}/status/{job_id}", cancel=f"{job}/cancel", retry=f"{job}/retry")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    message: str
+    created_at: datetime
+    links: Links
+
+    @classmethod
+    def of(cls, job: Job, message: str = "Job accepted") -> JobAccepted:
+        return cls(
+            job_id=job.job_id, status=job.status, message=message, created_at=job.created_at, links=Links.of(job.job_id)
+        )
+
+
+class JobStatusView(BaseModel):
+    job_id: str
+    status: JobStatus
+    progress: int = Field(ge=0, le=100, description="Percent done; 100 once completed")
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    error: JobError | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobStatusView:
+        return cls(
+            job_id=job.job_id,
+            status=job.status,
+            progress=job.progress,
+            attempt=job.attempt,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            error=job.error,
+        )
+
+
+class OutputView(BaseModel):
+    index: int
+    url: str = Field(description="Presigned download URL")
+    expires_at: datetime = Field(description="When the download URL stops working")
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+class JobDetail(JobStatusView):
+    request: GenerateRequest
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline_at: datetime | None = None
+    attempts: list[Attempt]
+    outputs: list[OutputView]
+    links: Links
+
+    @classmethod
+    def of(cls, job: Job) -> JobDetail:  # type: ignore[override]
+        outputs = []
+        for index, output in enumerate(job.outputs):
+            url, expires_at = storage.download_url(output.key)
+            outputs.append(
+                OutputView(
+                    index=index,
+                    url=url,
+                    expires_at=expires_at,
+                    content_type=output.content_type,
+                    width=output.width,
+                    height=output.height,
+                    size_bytes=output.size_bytes,
+                )
+            )
+        return cls(
+            **JobStatusView.of(job).model_dump(),
+            request=job.request,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            deadline_at=job.deadline_at,
+            attempts=job.attempts,
+            outputs=outputs,
+            links=Links.of(job.job_id),
+        )
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    status: JobStatus
+    progress: int
+    prompt: str
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> JobSummary:
+        return cls(
+            job_id=job.job_id,
+            status=job.status,
+            progress=job.progress,
+            prompt=job.request.prompt,
+            attempt=job.attempt,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+
+
+class JobPage(BaseModel):
+    jobs: list[JobSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class Stats(BaseModel):
+    total_jobs: int = Field(description="Jobs ever submitted")
+    by_status: dict[JobStatus, int]
+    success_rate: float | None = Field(description="completed / (completed + failed), null before any finished")
+    average_duration_seconds: float | None = Field(description="Mean processing time of completed jobs")
+
+    @classmethod
+    def of(cls, counters: dict[str, int]) -> Stats:
+        by_status = {status: max(0, counters[status.value]) for status in JobStatus}
+        completed, failed = by_status[JobStatus.COMPLETED], by_status[JobStatus.FAILED]
+        return cls(
+            total_jobs=counters["submitted"],
+            by_status=by_status,
+            success_rate=round(completed / (completed + failed), 4) if completed + failed else None,
+            average_duration_seconds=round(counters["duration_ms"] / completed / 1000, 3) if completed else None,
+        )
+
+
+class Health(BaseModel):
+    status: str
+    mode: str = Field(description="`mock` without a Replicate token, `replicate` with one")
+    version: str
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. `parameters.width`")
+    location: str = Field(description="body, query, path or header")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every 4xx and 5xx answer."""
+
+    code: str = Field(description="Stable, machine-readable error code")
+    detail: str = Field(description="Human-readable explanation")
+    errors: list[FieldError] | None = Field(default=None, description="Each invalid field (422 only)")
+    request_id: str | None = None

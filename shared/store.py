@@ -1,0 +1,328 @@
+"""The jobs table: the only code that talks to DynamoDB.
+
+Layout (one table; infra/spec.py builds the table and its indexes from the names below):
+- a job is one item, key `pk` = job id, with a `version` bumped by every write;
+- `by-status` index (status, created_at) lists a status newest first; `by-created` index
+  (entity, created_at) lists every job. Both are KEYS_ONLY so progress updates never write to
+  them; a page is one Query plus one BatchGetItem, whatever the table's size;
+- `COUNTER_SHARDS` counter items (`pk` = "stats#N") hold the number of jobs in each status,
+  changed in the same transaction as the job, so stats read a fixed number of items.
+
+Every status change is a conditional write on the version read just before it (optimistic
+locking): a concurrent write makes it re-read and re-check the transition, so no update is lost
+and a job never steps backwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+from shared.aws import client, error_code
+from shared.errors import InvalidCursor, InvalidTransition, JobNotFound, ServiceError
+from shared.models import TRANSITIONS, Attempt, Job, JobStatus, to_iso, utcnow
+from shared.settings import get_settings
+
+# Table layout: the contract with infra/spec.py.
+PK = "pk"
+STATUS = "status"
+CREATED_AT = "created_at"
+ENTITY = "entity"
+TTL_ATTRIBUTE = "expires_at"
+STATUS_INDEX = "by-status"
+CREATED_INDEX = "by-created"
+JOB_ENTITY = "job"
+COUNTER_SHARDS = 8
+COUNTER_PREFIX = "stats#"
+
+_MAX_WRITE_TRIES = 6
+
+
+class JobNotRunning(Exception):
+    """A progress update found the job no longer running this attempt (cancelled, failed, retried)."""
+
+
+class StoreBusy(ServiceError):
+    status_code = 503
+    code = "BUSY"
+
+
+def _serializer():
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    return TypeSerializer(), TypeDeserializer()
+
+
+def _to_dynamo(value: Any) -> Any:
+    """Plain Python to what boto3's serializer accepts (Decimal, not float; ISO strings for dates)."""
+    if hasattr(value, "isoformat"):
+        return to_iso(value)
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+class JobStore:
+    def __init__(self) -> None:
+        self._ser, self._deser = _serializer()
+
+    @property
+    def table(self) -> str:
+        return get_settings().jobs_table_name
+
+    # ---- (de)serialization -------------------------------------------------------------------
+    def _marshal(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._ser.serialize(v) for k, v in _to_dynamo(item).items()}
+
+    def _unmarshal(self, item: dict[str, Any]) -> dict[str, Any]:
+        return _from_dynamo({k: self._deser.deserialize(v) for k, v in item.items()})
+
+    def _job_item(self, job: Job) -> dict[str, Any]:
+        item = job.model_dump(mode="python")
+        item[PK] = job.job_id
+        item[ENTITY] = JOB_ENTITY
+        return self._marshal(item)
+
+    def _job(self, item: dict[str, Any]) -> Job:
+        return Job.model_validate(self._unmarshal(item))
+
+    # ---- reads -------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        response = client("dynamodb").get_item(
+            TableName=self.table, Key={PK: {"S": job_id}}, ConsistentRead=True
+        )
+        if "Item" not in response or job_id.startswith(COUNTER_PREFIX):
+            raise JobNotFound(job_id)
+        return self._job(response["Item"])
+
+    def list_jobs(
+        self, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """One page, newest first. The cursor is opaque to clients: the index position, encoded."""
+        if status:
+            index, key_condition = STATUS_INDEX, {STATUS: status.value}
+        else:
+            index, key_condition = CREATED_INDEX, {ENTITY: JOB_ENTITY}
+        [(hash_name, hash_value)] = key_condition.items()
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": "#h = :h",
+            "ExpressionAttributeNames": {"#h": hash_name},
+            "ExpressionAttributeValues": {":h": {"S": hash_value}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            query["ExclusiveStartKey"] = _decode_cursor(cursor, hash_name, hash_value)
+        response = client("dynamodb").query(**query)
+        ids = [item[PK]["S"] for item in response.get("Items", [])]
+        jobs = self._batch_get(ids)
+        if status:  # the index is eventually consistent: drop jobs that moved on since
+            jobs = [job for job in jobs if job.status == status]
+        return jobs, _encode_cursor(response.get("LastEvaluatedKey"))
+
+    def _batch_get(self, ids: list[str]) -> list[Job]:
+        items = self._batch_get_items(ids)
+        found = {item[PK]: item for item in items}
+        return [Job.model_validate(found[i]) for i in ids if i in found]
+
+    def _batch_get_items(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        keys = [{PK: {"S": i}} for i in dict.fromkeys(ids)]
+        items: list[dict[str, Any]] = []
+        for delay in _backoff():
+            if not keys:
+                return items
+            response = client("dynamodb").batch_get_item(RequestItems={self.table: {"Keys": keys}})
+            items += [self._unmarshal(i) for i in response.get("Responses", {}).get(self.table, [])]
+            keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+            if keys:
+                time.sleep(delay)
+        raise StoreBusy("The jobs table is busy; try again")
+
+    def stats(self) -> dict[str, int]:
+        """Jobs per status (plus `submitted` and `duration_ms`), summed over the counter shards."""
+        totals = dict.fromkeys([s.value for s in JobStatus] + ["submitted", "duration_ms"], 0)
+        for item in self._batch_get_items(f"{COUNTER_PREFIX}{n}" for n in range(COUNTER_SHARDS)):
+            for name in totals:
+                totals[name] += int(item.get(name, 0))
+        return totals
+
+    # ---- writes ------------------------------------------------------------------------------
+    def create(self, job: Job) -> Job:
+        put = {
+            "TableName": self.table,
+            "Item": self._job_item(job),
+            "ConditionExpression": "attribute_not_exists(#pk)",
+            "ExpressionAttributeNames": {"#pk": PK},
+        }
+        self._transact(put, self._count(None, job))
+        return job
+
+    def transition(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        attempt: int | None = None,
+        change: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Move a job to `to` if that is allowed from its current status (and still `attempt`).
+
+        `change` sets the other fields of the new version (outputs, error, ...). Raises
+        InvalidTransition when the job is in a status that cannot become `to`.
+        """
+        for delay in _backoff():
+            current = self.get(job_id)
+            if attempt is not None and current.attempt != attempt:
+                raise InvalidTransition(f"Job {job_id} has moved on to attempt {current.attempt}", current.status)
+            if to not in TRANSITIONS[current.status]:
+                raise InvalidTransition(f"Job {job_id} is {current.status.value}", current.status)
+            new = _next_version(current, to)
+            if change:
+                change(new)
+            if to.terminal:
+                _close_attempt(new)
+            if _write_conflict(lambda: self._transact(self._replace(current, new), self._count(current, new))):
+                time.sleep(delay)
+                continue
+            return new
+        raise StoreBusy(f"Job {job_id} is changing too often; try again")
+
+    def set_progress(self, job_id: str, attempt: int, progress: int) -> None:
+        """Record progress of a running attempt. Raises JobNotRunning if it stopped meanwhile."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key={PK: {"S": job_id}},
+                UpdateExpression="SET progress = :p, updated_at = :now ADD version :one",
+                ConditionExpression="#s = :processing AND attempt = :a",
+                ExpressionAttributeNames={"#s": STATUS},
+                ExpressionAttributeValues={
+                    ":p": {"N": str(progress)},
+                    ":now": {"S": to_iso(utcnow())},
+                    ":one": {"N": "1"},
+                    ":processing": {"S": JobStatus.PROCESSING.value},
+                    ":a": {"N": str(attempt)},
+                },
+            )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise JobNotRunning(job_id) from exc
+            raise
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _replace(self, current: Job, new: Job) -> dict[str, Any]:
+        return {
+            "TableName": self.table,
+            "Item": self._job_item(new),
+            "ConditionExpression": "version = :v",
+            "ExpressionAttributeValues": {":v": {"N": str(current.version)}},
+        }
+
+    def _count(self, current: Job | None, new: Job) -> dict[str, Any]:
+        """The counter update that goes with a status change, on a random shard."""
+        adds = {new.status.value: 1}
+        if current is None:
+            adds["submitted"] = 1
+        else:
+            adds[current.status.value] = -1
+        if new.status == JobStatus.COMPLETED and new.started_at and new.finished_at:
+            adds["duration_ms"] = int((new.finished_at - new.started_at).total_seconds() * 1000)
+        names = {f"#c{i}": name for i, name in enumerate(adds)}
+        values = {f":c{i}": {"N": str(v)} for i, v in enumerate(adds.values())}
+        return {
+            "TableName": self.table,
+            "Key": {PK: {"S": f"{COUNTER_PREFIX}{random.randrange(COUNTER_SHARDS)}"}},
+            "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _transact(self, put: dict[str, Any], counter_update: dict[str, Any]) -> None:
+        client("dynamodb").transact_write_items(TransactItems=[{"Put": put}, {"Update": counter_update}])
+
+
+def _next_version(current: Job, to: JobStatus) -> Job:
+    new = current.model_copy(deep=True)
+    now = utcnow()
+    new.status, new.updated_at, new.version = to, now, current.version + 1
+    if to.terminal:
+        new.finished_at = now
+        new.expires_at = int(now.timestamp()) + get_settings().job_retention_days * 86_400
+    return new
+
+
+def _close_attempt(job: Job) -> None:
+    """Terminal statuses end the current attempt: keep it in the job's history."""
+    job.attempts.append(
+        Attempt(
+            attempt=job.attempt,
+            status=job.status,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            error=job.error,
+        )
+    )
+
+
+def _write_conflict(write: Callable[[], None]) -> bool:
+    """Run a conditional transaction; True if it lost a race (the caller re-reads and retries)."""
+    try:
+        write()
+        return False
+    except Exception as exc:
+        if error_code(exc) != "TransactionCanceledException":
+            raise
+        reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+        if any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons) or not reasons:
+            return True
+        raise
+
+
+def _backoff() -> Iterable[float]:
+    for n in range(_MAX_WRITE_TRIES):
+        yield random.uniform(0, 0.05 * 2**n)
+
+
+def _encode_cursor(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    plain = {name: value["S"] for name, value in key.items()}
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, hash_name: str, hash_value: str) -> dict[str, Any]:
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:
+        raise InvalidCursor() from exc
+    expected = {PK, CREATED_AT, hash_name}
+    if (
+        not isinstance(plain, dict)
+        or set(plain) != expected
+        or not all(isinstance(v, str) for v in plain.values())
+        or plain[hash_name] != hash_value
+    ):
+        raise InvalidCursor()
+    return {name: {"S": value} for name, value in plain.items()}
+

@@ -1,0 +1,53 @@
+"""Step Functions executions, one per job attempt.
+
+The execution name is derived from the job id and attempt, so a duplicate queue delivery cannot
+start a second workflow (StartExecution answers ExecutionAlreadyExists) and the execution ARN is
+known without storing it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from shared.aws import client, error_code
+from shared.settings import get_settings
+
+
+def execution_name(job_id: str, attempt: int) -> str:
+    return f"{job_id}-{attempt}"
+
+
+def parse_execution_name(name: str) -> tuple[str, int]:
+    job_id, _, attempt = name.rpartition("-")
+    return job_id, int(attempt)
+
+
+def execution_arn(job_id: str, attempt: int) -> str:
+    machine = get_settings().state_machine_arn
+    return f"{machine.replace(':stateMachine:', ':execution:')}:{execution_name(job_id, attempt)}"
+
+
+def start(job_id: str, attempt: int) -> bool:
+    """Start the attempt's workflow. False if it was already started (a duplicate delivery)."""
+    try:
+        client("stepfunctions").start_execution(
+            stateMachineArn=get_settings().state_machine_arn,
+            name=execution_name(job_id, attempt),
+            input=json.dumps({"job_id": job_id, "attempt": attempt}),
+        )
+        return True
+    except Exception as exc:
+        if error_code(exc) == "ExecutionAlreadyExists":
+            return False
+        raise
+
+
+def stop(job_id: str, attempt: int, cause: str) -> None:
+    """Stop the attempt's workflow if it runs. Safe to call when there is none."""
+    try:
+        client("stepfunctions").stop_execution(
+            executionArn=execution_arn(job_id, attempt), error="JobCancelled", cause=cause
+        )
+    except Exception as exc:
+        if error_code(exc) not in ("ExecutionDoesNotExist", "ExecutionNotFound"):
+            raise
