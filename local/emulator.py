@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -116,6 +118,15 @@ class Emulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @contextmanager
+    def dispatch_paused(self) -> Iterator[None]:
+        """Hold queued jobs in the queue (the dispatcher's event source disabled) for a while."""
+        self.dispatch_source.pause()
+        try:
+            yield
+        finally:
+            self.dispatch_source.resume()
 
     def configure(self, **env: str) -> None:
         """Change settings while running (the tests' shortened timeouts): the environment the
@@ -225,16 +236,17 @@ class Emulator:
 
     def _start_event_sources(self) -> None:
         assert self.resources
-        self._workers = [
-            SqsEventSource(
-                self.runtime.invoke,
-                "dispatcher",
-                self.resources.queue_url,
-                self.resources.queue_arn,
-                self.queue_spec.batch_size,
-            ),
-            ExecutionStatusEvents(self.runtime.invoke, "finalizer", self.resources.state_machine_arn),
-        ]
+        self.dispatch_source = SqsEventSource(
+            self.runtime.invoke,
+            "dispatcher",
+            self.resources.queue_url,
+            self.resources.queue_arn,
+            self.queue_spec.batch_size,
+        )
+        self.execution_events = ExecutionStatusEvents(
+            self.runtime.invoke, "finalizer", self.resources.state_machine_arn
+        )
+        self._workers = [self.dispatch_source, self.execution_events]
         for worker in self._workers:
             worker.start()
 

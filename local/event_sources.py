@@ -31,7 +31,19 @@ class _Poller:
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def pause(self) -> None:
+        """Stop polling (like disabling an event source mapping); returns once no poll is under way."""
+        self._running.clear()
+        self._idle.clear()
+        self._idle.wait(timeout=10)
+
+    def resume(self) -> None:
+        self._running.set()
 
     def start(self) -> None:
         self._thread.start()
@@ -42,6 +54,10 @@ class _Poller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self._running.is_set():
+                self._idle.set()
+                self._stop.wait(self.interval)
+                continue
             try:
                 busy = self.poll_once()
             except Exception:
