@@ -32,37 +32,50 @@ VERSION = "1.0.0"
 TITLE = "Media generation API"
 DESCRIPTION = "Submit a prompt, follow the job, download the images. OpenAPI document: /openapi.json"
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="The job id returned by generate")]
-ERRORS = {
-    404: {"description": "No such job", "content": {"application/json": {"schema": ErrorBody.model_json_schema()}}},
-    409: {"description": "Not possible in the job's status"},
-    422: {"description": "Invalid input; `errors` names each field"},
+ERROR_DESCRIPTIONS = {
+    404: "No such job",
+    409: "Not possible in the job's current status",
+    422: "Invalid input: `errors` names each offending field",
+    503: "Not queued: the job was marked failed, submit it again later",
 }
+
+
+def responses(success: int, description: str, *errors: int) -> dict:
+    """OpenAPI responses of a route: its success body (from the return type) and its errors."""
+    documented: dict = {success: {"description": description}}
+    for code in errors:
+        documented[code] = {
+            "description": ERROR_DESCRIPTIONS[code],
+            "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
+        }
+    return documented
+
 
 app = APIGatewayHttpResolver(enable_validation=True)
 # The Swagger UI assets are inlined (works offline); gzip keeps the 1.7 MB page small on the wire.
 app.enable_swagger(path="/docs", title=TITLE, version=VERSION, description=DESCRIPTION, compress=True)
 
 
-@app.post(f"{API_PREFIX}/generate", status_code=202, responses={422: ERRORS[422], 503: {"description": "Not queued"}})
+@app.post(f"{API_PREFIX}/generate", status_code=202, responses=responses(202, "Accepted", 422, 503))
 def generate(request: GenerateRequest) -> Response[JobAccepted]:
     """Accept a generation job. Answers once the job is stored and queued."""
     job = jobs.submit(request)
     return _accepted(JobAccepted.of(job))
 
 
-@app.get(f"{API_PREFIX}/status/<job_id>", responses={404: ERRORS[404]})
+@app.get(f"{API_PREFIX}/status/<job_id>", responses=responses(200, "Status", 404, 422))
 def job_status(job_id: JobId) -> JobStatusView:
     """Status and progress (0-100) of a job: cheap, for polling."""
     return JobStatusView.of(jobs.store().get(job_id))
 
 
-@app.get(f"{API_PREFIX}/jobs/<job_id>", responses={404: ERRORS[404]})
+@app.get(f"{API_PREFIX}/jobs/<job_id>", responses=responses(200, "The job", 404, 422))
 def job_detail(job_id: JobId) -> JobDetail:
     """Everything about a job, with presigned download URLs of its outputs."""
     return JobDetail.of(jobs.store().get(job_id))
 
 
-@app.get(f"{API_PREFIX}/jobs", responses={422: ERRORS[422]})
+@app.get(f"{API_PREFIX}/jobs", responses=responses(200, "One page of jobs", 422))
 def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
@@ -73,16 +86,14 @@ def list_jobs(
     return JobPage(jobs=[JobSummary.of(job) for job in page], next_cursor=next_cursor)
 
 
-@app.post(f"{API_PREFIX}/jobs/<job_id>/cancel", responses={404: ERRORS[404], 409: ERRORS[409]})
+@app.post(f"{API_PREFIX}/jobs/<job_id>/cancel", responses=responses(200, "Cancelled", 404, 409, 422))
 def cancel_job(job_id: JobId) -> JobStatusView:
     """Cancel a pending or processing job."""
     return JobStatusView.of(jobs.cancel(job_id))
 
 
 @app.post(
-    f"{API_PREFIX}/jobs/<job_id>/retry",
-    status_code=202,
-    responses={404: ERRORS[404], 409: ERRORS[409], 503: {"description": "Not queued"}},
+    f"{API_PREFIX}/jobs/<job_id>/retry", status_code=202, responses=responses(202, "Accepted", 404, 409, 422, 503)
 )
 def retry_job(job_id: JobId) -> Response[JobAccepted]:
     """Run a failed or cancelled job again, as a new attempt of the same job."""

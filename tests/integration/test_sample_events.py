@@ -1,0 +1,103 @@
+"""Every sample event under events/ runs through its function here, so none can rot."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from local.invoke import seed_sample_job
+from shared import jobs
+from shared.models import to_iso, utcnow
+from tests.conftest import ROOT, executions_of, load_event, wait_for
+
+
+def body(reply: dict) -> Any:
+    return json.loads(reply["body"])
+
+
+def fail_job(job_id: str) -> None:
+    jobs.record_failure(job_id, 1, "PROVIDER_UNAVAILABLE", "test")
+
+
+# event file -> (function, set-up for the job the event names, check of the reply)
+CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, Any], None]]] = {
+    "api/health.json": ("api", None, lambda r, j, e: r["statusCode"] == 200 or pytest.fail(r)),
+    "api/generate.json": ("api", None, lambda r, j, e: body(r)["status"] == "pending" or pytest.fail(r)),
+    "api/generate-invalid.json": (
+        "api",
+        None,
+        lambda r, j, e: {x["field"] for x in body(r)["errors"]} == {"prompt", "parameters.width", "parameters.sampler"}
+        or pytest.fail(r),
+    ),
+    "api/get-status.json": ("api", seed_sample_job, lambda r, j, e: body(r)["job_id"] == j or pytest.fail(r)),
+    "api/get-job.json": ("api", seed_sample_job, lambda r, j, e: body(r)["request"]["prompt"] or pytest.fail(r)),
+    "api/get-job-unknown.json": ("api", None, lambda r, j, e: r["statusCode"] == 404 or pytest.fail(r)),
+    "api/list-jobs.json": ("api", seed_sample_job, lambda r, j, e: body(r)["jobs"] or pytest.fail(r)),
+    "api/list-jobs-by-status.json": (
+        "api",
+        seed_sample_job,
+        lambda r, j, e: {x["status"] for x in body(r)["jobs"]} == {"pending"} or pytest.fail(r),
+    ),
+    "api/cancel-job.json": ("api", seed_sample_job, lambda r, j, e: body(r)["status"] == "cancelled" or pytest.fail(r)),
+    "api/retry-job.json": (
+        "api",
+        lambda j: (seed_sample_job(j), fail_job(j)),
+        lambda r, j, e: (r["statusCode"], body(r)["links"]["self"]) == (202, f"/api/v1/jobs/{j}") or pytest.fail(r),
+    ),
+    "api/stats.json": ("api", None, lambda r, j, e: body(r)["total_jobs"] >= 0 or pytest.fail(r)),
+    "api/docs.json": ("api", None, lambda r, j, e: "SwaggerUIBundle" in r["body"] or pytest.fail(r)),
+    "api/openapi.json": ("api", None, lambda r, j, e: "/api/v1/generate" in body(r)["paths"] or pytest.fail(r)),
+    "dispatcher/sqs-batch.json": (
+        "dispatcher",
+        seed_sample_job,
+        lambda r, j, e: (r == {"batchItemFailures": []} and len(executions_of(e, j)) == 1) or pytest.fail(r),
+    ),
+    "dispatcher/sqs-batch-with-poison.json": (
+        "dispatcher",
+        seed_sample_job,
+        lambda r, j, e: r == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
+        or pytest.fail(r),
+    ),
+    "worker/generate.json": (
+        "worker",
+        seed_sample_job,
+        lambda r, j, e: r == {"status": "completed", "outputs": [f"outputs/{j}/1/0.png"]} or pytest.fail(r),
+    ),
+    "finalizer/workflow-catch.json": (
+        "finalizer",
+        seed_sample_job,
+        lambda r, j, e: (r["recorded"], r["error"]["code"]) == (True, "PROVIDER_UNAVAILABLE") or pytest.fail(r),
+    ),
+    "finalizer/execution-timed-out.json": (
+        "finalizer",
+        seed_sample_job,
+        lambda r, j, e: (r["recorded"], r["error"]["code"]) == (True, "JOB_TIMEOUT") or pytest.fail(r),
+    ),
+}
+
+
+def test_every_sample_event_has_a_test():
+    files = {str(p.relative_to(ROOT / "events")) for p in (ROOT / "events").rglob("*.json")}
+    assert files == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_sample_event(name, emulator):
+    function, set_up, check = CASES[name]
+    job_id = str(uuid.uuid4())
+    event = load_event(name, job_id)
+    if "execution_started_at" in event:
+        event["execution_started_at"] = to_iso(utcnow())  # as the workflow passes it: now
+    if set_up:
+        set_up(job_id)
+    with emulator.dispatch_paused():
+        reply = emulator.runtime.invoke(function, event)
+    check(reply, job_id, emulator)
+    if function == "finalizer":
+        assert jobs.store().get(job_id).status == "failed"
+    if name == "dispatcher/sqs-batch.json":
+        wait_for(lambda: jobs.store().get(job_id).status == "completed", what="the dispatched job to complete")

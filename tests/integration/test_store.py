@@ -1,0 +1,129 @@
+"""The job store against the emulated DynamoDB: conditional transitions, counters, races."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from shared.errors import InvalidTransition
+from shared.jobs import store
+from shared.models import GenerateRequest, Job, JobStatus, utcnow
+from shared.store import JobNotRunning
+
+
+@pytest.fixture
+def new_job(emulator):
+    def make(status: JobStatus = JobStatus.PENDING) -> Job:
+        now = utcnow()
+        job = Job(
+            job_id=str(uuid.uuid4()),
+            status=JobStatus.PENDING,
+            request=GenerateRequest(prompt="store test"),
+            created_at=now,
+            updated_at=now,
+        )
+        store().create(job)
+        if status != JobStatus.PENDING:
+            store().transition(job.job_id, JobStatus.PROCESSING)
+        if status.terminal:
+            store().transition(job.job_id, status)
+        return store().get(job.job_id)
+
+    return make
+
+
+def test_a_completed_job_never_becomes_processing_again(new_job):
+    job = new_job(JobStatus.COMPLETED)
+    with pytest.raises(InvalidTransition):
+        store().transition(job.job_id, JobStatus.PROCESSING)
+    assert store().get(job.job_id).status == JobStatus.COMPLETED
+
+
+def test_a_stale_attempt_cannot_change_the_job(new_job):
+    job = new_job(JobStatus.FAILED)
+    store().transition(job.job_id, JobStatus.PENDING, change=lambda j: setattr(j, "attempt", 2))
+    with pytest.raises(InvalidTransition):
+        store().transition(job.job_id, JobStatus.PROCESSING, attempt=1)
+
+
+def test_progress_of_a_cancelled_job_is_refused(new_job):
+    job = new_job(JobStatus.PROCESSING)
+    store().set_progress(job.job_id, 1, 40)
+    store().transition(job.job_id, JobStatus.CANCELLED)
+    with pytest.raises(JobNotRunning):
+        store().set_progress(job.job_id, 1, 50)
+    assert store().get(job.job_id).progress == 40
+
+
+def test_racing_cancel_and_complete_exactly_one_wins(new_job):
+    for _ in range(5):
+        job = new_job(JobStatus.PROCESSING)
+        results: dict[str, str] = {}
+        barrier = threading.Barrier(3)
+
+        def attempt(target: JobStatus, job_id: str = job.job_id) -> None:
+            barrier.wait()
+            try:
+                store().transition(job_id, target)
+                results[target.value] = "won"
+            except InvalidTransition:
+                results[target.value] = "lost"
+
+        threads = [threading.Thread(target=attempt, args=(s,)) for s in (JobStatus.CANCELLED, JobStatus.COMPLETED)]
+        # A third writer bumps the version meanwhile: transitions must re-read, not overwrite it.
+        threads.append(threading.Thread(target=lambda j=job.job_id: (barrier.wait(), store().set_progress(j, 1, 70))))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results.values()) == ["lost", "won"]
+        final = store().get(job.job_id)
+        winner = next(status for status, result in results.items() if result == "won")
+        assert final.status == winner
+        assert len(final.attempts) == 1
+
+
+def test_counters_match_the_jobs_after_concurrent_changes(new_job):
+    before = store().stats()
+    jobs = [new_job() for _ in range(6)]
+
+    def run(job: Job) -> None:
+        store().transition(job.job_id, JobStatus.PROCESSING)
+        store().transition(job.job_id, JobStatus.COMPLETED if int(job.job_id[0], 16) % 2 else JobStatus.FAILED)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = store().stats()
+    finished = {s: sum(store().get(j.job_id).status == s for j in jobs) for s in ("completed", "failed")}
+    assert after["submitted"] - before["submitted"] == 6
+    assert after["completed"] - before["completed"] == finished["completed"]
+    assert after["failed"] - before["failed"] == finished["failed"]
+    assert after["processing"] == before["processing"] and after["pending"] == before["pending"]
+
+
+def test_list_reads_a_page_not_the_table(new_job, emulator):
+    # 25 jobs; a page of 3 is one Query (Limit 3) and one BatchGetItem of 3 keys.
+    for _ in range(25):
+        new_job()
+    calls: list[tuple[str, dict]] = []
+    from shared.aws import client
+
+    dynamodb = client("dynamodb")
+
+    def record(params, model, **_):
+        calls.append((model.name, params))
+
+    dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
+    try:
+        page, cursor = store().list_jobs(status=JobStatus.PENDING, limit=3)
+    finally:
+        dynamodb.meta.events.unregister("provide-client-params.dynamodb.*", record)
+    assert len(page) == 3 and cursor
+    assert [name for name, _ in calls] == ["Query", "BatchGetItem"]
+    assert calls[0][1]["Limit"] == 3
+    assert "Scan" not in [name for name, _ in calls]
