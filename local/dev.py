@@ -16,18 +16,18 @@ from shared.settings import get_settings
 def main() -> None:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     port = int(os.environ.get("PORT", "8000"))
     aws_port = int(os.environ.get("EMULATOR_PORT", "4566"))
     emulator = Emulator(aws_port=aws_port, api_port=port).start()
     api = f"http://127.0.0.1:{port}"
-    mode = "mock (no REPLICATE_API_TOKEN)" if get_settings().mock_mode else "replicate"
+    mode = "mock generation: no REPLICATE_API_TOKEN" if get_settings().mock_mode else "generation on Replicate"
     print(
         f"\n  Media generation service is running ({mode})\n"
         f"  API               {api}\n"
         f"  Docs (Swagger UI) {api}/docs\n"
         f"  OpenAPI document  {api}/openapi.json\n"
-        f"  Emulated AWS      {emulator.endpoint}  (e.g. aws --endpoint-url {emulator.endpoint} dynamodb scan "
-        f"--table-name {emulator.resources.table})\n\n"
+        f"  Emulated AWS      {emulator.endpoint}  (e.g. aws --endpoint-url {emulator.endpoint} sqs list-queues)\n\n"
         f"  Try: curl -s -X POST {api}/api/v1/generate -H 'Content-Type: application/json' "
         f"-d '{{\"prompt\": \"a lighthouse at dawn\"}}'\n"
         f"  Ctrl-C to stop.\n",
