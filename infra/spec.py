@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shared import store
 
@@ -48,6 +49,9 @@ class FunctionSpec:
     name: str
     timeout_seconds: int
     memory_mb: int
+    # The pyproject dependency group its bundle installs: only the worker side needs the
+    # provider client and Pillow.
+    dependency_group: str = "api"
     handler: str = "app.handler"
 
     @property
@@ -78,8 +82,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("api", timeout_seconds=29, memory_mb=512),
         FunctionSpec("dispatcher", timeout_seconds=30, memory_mb=256),
         # Lambda's maximum: the worker stops itself at the job's deadline (JOB_TIMEOUT) anyway.
-        FunctionSpec("worker", timeout_seconds=900, memory_mb=1024),
-        FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256),
+        FunctionSpec("worker", timeout_seconds=900, memory_mb=1024, dependency_group="worker"),
+        # Cancels the provider's prediction of a failed job, so it needs the provider client.
+        FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256, dependency_group="worker"),
     )
 }
 
@@ -107,6 +112,24 @@ class WorkflowSettings:
     job_timeout_seconds: int
     max_retry_attempts: int
     retry_interval_seconds: int
+    poll_interval_seconds: int
+    heartbeat_seconds: int
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> WorkflowSettings:
+        return cls(
+            job_timeout_seconds=settings.job_timeout,
+            max_retry_attempts=settings.max_retry_attempts,
+            retry_interval_seconds=settings.retry_interval_seconds,
+            poll_interval_seconds=settings.poll_interval_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )
+
+    @property
+    def execution_timeout_seconds(self) -> int:
+        """The execution's own timeout, a backstop behind the in-workflow deadline: JOB_TIMEOUT plus
+        time to record the failure and cancel the prediction (a minute, or JOB_TIMEOUT if shorter)."""
+        return self.job_timeout_seconds + min(60, self.job_timeout_seconds)
 
 
 def workflow_substitutions(function_arns: dict[str, str], settings: WorkflowSettings) -> dict[str, str]:
@@ -115,9 +138,15 @@ def workflow_substitutions(function_arns: dict[str, str], settings: WorkflowSett
         "WorkerFunctionArn": function_arns["worker"],
         "FinalizerFunctionArn": function_arns["finalizer"],
         "JobTimeoutSeconds": str(settings.job_timeout_seconds),
+        "ExecutionTimeoutSeconds": str(settings.execution_timeout_seconds),
+        # Step Functions requires it below the state's timeout (the job deadline).
+        "HeartbeatSeconds": str(min(settings.heartbeat_seconds, settings.job_timeout_seconds - 1)),
         "MaxRetryAttempts": str(settings.max_retry_attempts),
         "RetryIntervalSeconds": str(settings.retry_interval_seconds),
         "RetryMaxDelaySeconds": str(WORKFLOW.retry_max_delay_seconds),
+        "PollIntervalSeconds": str(settings.poll_interval_seconds),
+        # Enough polls to reach the deadline; the deadline, not this count, ends a slow job.
+        "PollMaxAttempts": str(-(-settings.job_timeout_seconds // settings.poll_interval_seconds) + 1),
         "WorkerTaskTimeoutSeconds": str(FUNCTIONS["worker"].timeout_seconds + 5),
         "FinalizerTaskTimeoutSeconds": str(WORKFLOW.finalizer_task_timeout_seconds),
     }

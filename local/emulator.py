@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -96,6 +97,8 @@ class Emulator:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
         self._server.start()
         self._configure_moto()
+        self._patch_moto_callback_race()
+        self._serialize_dynamodb_writes()
         self._route_lambda_invokes()
         self.resources = self._create_resources()
         self._start_event_sources()
@@ -147,6 +150,45 @@ class Emulator:
             f"{self.endpoint}/moto-api/config", data=json.dumps(config).encode(), method="POST"
         )
         urllib.request.urlopen(request, timeout=10).close()
+
+    def _patch_moto_callback_race(self) -> None:
+        """moto 5.2.5 misses a task-token callback that arrives while the invoked Lambda still runs
+        (AWS accepts it: our worker calls back before it returns) when the state has
+        HeartbeatSeconds: it starts waiting for a heartbeat without looking at the outcome it
+        already has. Look first."""
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_callback as callback,
+        )
+
+        waiter = callback.StateTaskServiceCallback
+        if getattr(waiter, "_outcome_checked_first", False):
+            return
+        original = waiter._wait_for_task_token_heartbeat
+
+        def wait(self, env, callback_endpoint, heartbeat_endpoint):
+            return callback_endpoint.get_outcome() or original(self, env, callback_endpoint, heartbeat_endpoint)
+
+        waiter._wait_for_task_token_heartbeat = wait
+        waiter._outcome_checked_first = True
+
+    def _serialize_dynamodb_writes(self) -> None:
+        """moto checks a write's condition and applies it without a lock, so two threads' conditional
+        writes can both pass (seen here: cancel and complete both "won"). DynamoDB serializes writes
+        to an item; one lock around moto's write operations gives the same guarantee."""
+        from moto.dynamodb.models import DynamoDBBackend
+
+        if getattr(DynamoDBBackend, "_writes_serialized", False):
+            return
+        lock = threading.RLock()
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+            original = getattr(DynamoDBBackend, name)
+
+            def serialized(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                with lock:
+                    return _original(*args, **kwargs)
+
+            setattr(DynamoDBBackend, name, serialized)
+        DynamoDBBackend._writes_serialized = True
 
     def _route_lambda_invokes(self) -> None:
         import boto3
@@ -222,12 +264,7 @@ class Emulator:
         return NAMES["table"]
 
     def _workflow_definition(self) -> str:
-        settings = get_settings()
-        workflow_settings = spec.WorkflowSettings(
-            job_timeout_seconds=settings.job_timeout,
-            max_retry_attempts=settings.max_retry_attempts,
-            retry_interval_seconds=settings.retry_interval_seconds,
-        )
+        workflow_settings = spec.WorkflowSettings.from_settings(get_settings())
         arns = {name: function_arn(name) for name in spec.FUNCTIONS}
         return spec.render_workflow(spec.workflow_substitutions(arns, workflow_settings))
 

@@ -41,6 +41,18 @@ class QueueUnavailable(ServiceError):
     code = "QUEUE_UNAVAILABLE"
 
 
+class InvalidParameter(ServiceError):
+    """A request that is valid JSON and shape, but not for the model it would run on."""
+
+    status_code = 422
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
 class InvalidCursor(ServiceError):
     status_code = 422
     code = "VALIDATION_ERROR"
@@ -72,6 +84,42 @@ class PermanentError(GenerationError):
 
 class DeadlineExceeded(PermanentError):
     code = "JOB_TIMEOUT"
+
+
+class RateLimited(TransientError):
+    """429 from the provider. `wait` is how long it asked us to back off, in seconds."""
+
+    code = "PROVIDER_RATE_LIMITED"
+
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+class AmbiguousCreate(TransientError):
+    """A create call failed in a way that leaves open whether the prediction exists."""
+
+
+class InvalidOutput(PermanentError):
+    """The provider's output is not something we can store (bad host, too big, not an image)."""
+
+    code = "INVALID_OUTPUT"
+
+
+class PredictionRunning(GenerationError):
+    """Not an error: the provider is still working. The workflow polls again after an interval."""
+
+    code = "JOB_TIMEOUT"  # what it means if the polls run out
+
+
+def generation_error_names() -> set[str]:
+    """The Lambda error types (class names) whose messages are ours to show: "CODE: message"."""
+    names, pending = set(), [GenerationError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending += cls.__subclasses__()
+    return names
 
 
 def parse_error_message(message: str | None) -> tuple[str | None, str]:

@@ -4,42 +4,24 @@ the queue, the workflow and the generator.
 Who does what:
 - API: submit, cancel, retry (and reads);
 - dispatcher: dispatch (queue message -> one workflow execution per attempt);
-- worker (inside the workflow): run_attempt (processing -> completed);
+- worker (inside the workflow): shared/attempt.py (processing -> completed);
 - finalizer (the workflow's Catch, and the rule on executions that ended badly): record_failure.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
-from shared import queue, storage, workflow
-from shared.errors import (
-    DeadlineExceeded,
-    GenerationError,
-    InvalidTransition,
-    PermanentError,
-    QueueUnavailable,
-    TransientError,
-    parse_error_message,
-)
-from shared.generation import generator
-from shared.models import GenerateRequest, Job, JobError, JobStatus, OutputFile, utcnow
+from shared import queue, workflow
+from shared.catalog import model_named
+from shared.errors import InvalidTransition, QueueUnavailable, generation_error_names, parse_error_message
+from shared.models import GenerateRequest, Job, JobError, JobStatus, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
-from shared.store import JobNotRunning, JobStore
-
-# Time the worker keeps for itself after generating: uploads and the final write.
-WORKER_SAFETY_SECONDS = 5.0
-# Progress writes are throttled: at most one per interval (the last one always goes through).
-PROGRESS_MIN_INTERVAL = 0.25
+from shared.store import JobStore
 
 
 @cache
@@ -50,13 +32,35 @@ def store() -> JobStore:
 # ---- API ---------------------------------------------------------------------------------------
 def submit(request: GenerateRequest) -> Job:
     """Store the job, then queue it. Answers only once both are done, so a 202 is never lost."""
+    model, provider_input = plan(request)
     now = utcnow()
-    job = Job(job_id=str(uuid.uuid4()), status=JobStatus.PENDING, request=request, created_at=now, updated_at=now)
+    job = Job(
+        job_id=str(uuid.uuid4()),
+        status=JobStatus.PENDING,
+        request=request,
+        model=model,
+        provider_input=provider_input,
+        created_at=now,
+        updated_at=now,
+    )
     store().create(job)
     logger.append_keys(job_id=job.job_id)
     _enqueue_or_fail(job)
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     return job
+
+
+def plan(request: GenerateRequest) -> tuple[str | None, dict[str, Any] | None]:
+    """The model a request runs on and its provider input; InvalidParameter (422) if it cannot.
+
+    Without a provider (mock mode) a request that names no model keeps the old service's generic
+    parameters; one that names a model is checked against it, as it would be on Replicate.
+    """
+    settings = get_settings()
+    name = request.model or (None if settings.mock_mode else settings.default_model)
+    if name is None:
+        return None, None
+    return name, model_named(name).input_for(request)
 
 
 def cancel(job_id: str) -> Job:
@@ -86,8 +90,8 @@ def retry(job_id: str) -> Job:
         job.progress = 0
         job.error = None
         job.outputs = []
-        job.started_at = job.finished_at = job.deadline_at = None
-        job.expires_at = None
+        job.started_at = job.finished_at = job.deadline_at = job.expires_at = None
+        job.prediction_id = job.prediction_requested_at = job.task_token = job.webhook_nonce = None
 
     try:
         job = store().transition(job_id, JobStatus.PENDING, change=new_attempt)
@@ -126,102 +130,9 @@ def dispatch(message: queue.JobMessage) -> DispatchOutcome:
     return "started" if workflow.start(job.job_id, job.attempt) else "duplicate"
 
 
-# ---- worker ------------------------------------------------------------------------------------
-class WorkerTask(BaseModel):
-    """The worker's input, as the workflow builds it."""
-
-    job_id: str
-    attempt: int
-    execution_started_at: datetime
-    job_timeout_seconds: int
-
-    @property
-    def deadline(self) -> datetime:
-        return self.execution_started_at + timedelta(seconds=self.job_timeout_seconds)
-
-
-def run_attempt(task: WorkerTask, seconds_left: Callable[[], float]) -> dict[str, Any]:
-    """Generate the job's images, store them and complete the job.
-
-    Works until the earlier of the job's deadline and the Lambda's own timeout. If the job stops
-    being this attempt's (cancelled meanwhile), it stops and says so instead of failing.
-    """
-    deadline = min(task.deadline.timestamp(), time.time() + seconds_left() - WORKER_SAFETY_SECONDS)
-    job = store().get(task.job_id)
-    if job.attempt != task.attempt or job.status.terminal:
-        logger.info("Attempt is no longer current; nothing to do", extra={"status": job.status})
-        return {"status": job.status.value}
-    if time.time() >= deadline:
-        raise DeadlineExceeded(f"The job did not finish within {task.job_timeout_seconds} seconds")
-    try:
-        if job.status == JobStatus.PENDING:
-            job = store().transition(
-                task.job_id, JobStatus.PROCESSING, attempt=task.attempt, change=lambda j: _started(j, task)
-            )
-        progress = ProgressReporter(task.job_id, task.attempt)
-        try:
-            images = generator().generate(
-                job.request, on_progress=lambda done: progress(int(done * 90)), deadline=deadline
-            )
-        except DeadlineExceeded:
-            raise DeadlineExceeded(f"The job did not finish within {task.job_timeout_seconds} seconds") from None
-        outputs = []
-        for index, image in enumerate(images):
-            key = storage.output_key(task.job_id, task.attempt, index, image.content_type)
-            storage.put_output(key, image.data, image.content_type, image.metadata)
-            outputs.append(
-                OutputFile(
-                    key=key,
-                    content_type=image.content_type,
-                    width=image.width,
-                    height=image.height,
-                    size_bytes=len(image.data),
-                )
-            )
-            progress(90 + int(10 * (index + 1) / len(images)) - 1)
-        job = store().transition(
-            task.job_id, JobStatus.COMPLETED, attempt=task.attempt, change=lambda j: _completed(j, outputs)
-        )
-    except (JobNotRunning, InvalidTransition):
-        status = store().get(task.job_id).status
-        logger.info("Job stopped running while the worker was busy", extra={"status": status})
-        return {"status": status.value}
-    metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
-    if job.started_at and job.finished_at:
-        duration = (job.finished_at - job.started_at).total_seconds()
-        metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=duration)
-    return {"status": job.status.value, "outputs": [o.key for o in outputs]}
-
-
-def _started(job: Job, task: WorkerTask) -> None:
-    job.started_at = utcnow()
-    job.deadline_at = task.deadline
-
-
-def _completed(job: Job, outputs: list[OutputFile]) -> None:
-    job.outputs = outputs
-    job.progress = 100
-
-
-class ProgressReporter:
-    """Writes a running attempt's progress (0-100), rising only, throttled."""
-
-    def __init__(self, job_id: str, attempt: int) -> None:
-        self.job_id, self.attempt = job_id, attempt
-        self.last_value, self.last_time = 0, 0.0
-
-    def __call__(self, value: int) -> None:
-        value = max(0, min(99, value))
-        now = time.monotonic()
-        if value <= self.last_value or now - self.last_time < PROGRESS_MIN_INTERVAL and value < 99:
-            return
-        store().set_progress(self.job_id, self.attempt, value)  # raises JobNotRunning when cancelled
-        self.last_value, self.last_time = value, now
-
-
 # ---- finalizer ---------------------------------------------------------------------------------
 TIMEOUT_ERRORS = {"States.Timeout", "States.HeartbeatTimeout"}
-GENERATION_ERRORS = {cls.__name__ for cls in (GenerationError, TransientError, PermanentError, DeadlineExceeded)}
+GENERATION_ERRORS = generation_error_names()
 MAX_MESSAGE_LENGTH = 500
 
 
@@ -238,6 +149,8 @@ def describe_failure(error: str | None, cause: str | None) -> tuple[str, str]:
             code, message = parse_error_message(json.loads(cause or "{}").get("errorMessage"))
         except (ValueError, AttributeError):
             code, message = None, ""
+        if code == "JOB_TIMEOUT":
+            return describe_failure("States.Timeout", None)
         if code:
             return code, message[:MAX_MESSAGE_LENGTH]
     if error and error.startswith("Lambda."):

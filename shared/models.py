@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -70,6 +70,11 @@ class GenerateRequest(BaseModel):
 
     prompt: Prompt = Field(description=f"What to draw (1 to {MAX_PROMPT_LENGTH} characters)")
     parameters: GenerationParameters = Field(default_factory=GenerationParameters)
+    model: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A model from the allowlist (see GET /api/v1/models); default: the DEFAULT_MODEL setting",
+    )
 
 
 class JobError(BaseModel):
@@ -111,9 +116,18 @@ class Job(BaseModel):
     error: JobError | None = None
     outputs: list[OutputFile] = Field(default_factory=list)
     attempts: list[Attempt] = Field(default_factory=list)
-    # Bookkeeping, never shown to clients: optimistic-locking version and the TTL (epoch seconds).
+    # The model that runs the job and its input as sent to the provider (None: mock generation).
+    model: str | None = None
+    provider_input: dict[str, Any] | None = None
+    # The current attempt's prediction on the provider, once created.
+    prediction_id: str | None = None
+    # Bookkeeping, never shown to clients: optimistic-locking version, TTL (epoch seconds), the
+    # workflow's callback token and the secret part of the attempt's webhook URL.
     version: int = 0
     expires_at: int | None = None
+    task_token: str | None = None
+    webhook_nonce: str | None = None
+    prediction_requested_at: datetime | None = None
 
 
 def utcnow() -> datetime:

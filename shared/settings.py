@@ -20,24 +20,46 @@ class Settings(BaseSettings):
     jobs_queue_url: str = ""
     outputs_bucket_name: str = "media-outputs"
     state_machine_arn: str = ""
+    # Set from the queue spec: on its last delivery the dispatcher fails the job before the DLQ.
+    queue_max_receive_count: int = Field(default=5, ge=1)
 
-    # Generation.
+    # Generation. Without a token (in the environment or the deployed secret), the mock generator.
     replicate_api_token: SecretStr | None = None
+    # Deployed: a Secrets Manager secret {"api_token": ..., "webhook_secret": ...} (read when needed).
+    replicate_secret_arn: str | None = None
+    # The provider's webhook signing secret; fetched from the provider API when not set.
+    replicate_webhook_secret: SecretStr | None = None
+    replicate_base_url: str | None = None
+    replicate_output_hosts: str = "replicate.delivery,*.replicate.delivery"
+    default_model: str = "black-forest-labs/flux-schnell"
+    # Public base URL of this API: set, the workflow waits for signed webhooks; unset, it polls.
+    webhook_base_url: str | None = None
+    # Seconds the create call may wait for a fast model to finish (Prefer: wait); 0 disables.
+    replicate_sync_wait_seconds: int = Field(default=5, ge=0, le=60)
+    poll_interval_seconds: int = Field(default=3, ge=1, le=60)
+    # Longest silence (no webhook, no poll) before the workflow stops waiting and polls instead.
+    heartbeat_seconds: int = Field(default=60, ge=1, le=3600)
+    max_output_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    output_download_timeout: float = Field(default=30, gt=0, le=300)
     mock_generation_seconds: float = Field(default=2.0, ge=0, le=600)
 
-    # Job lifecycle. JOB_TIMEOUT and MAX_RETRY_ATTEMPTS are also baked into the workflow
-    # definition (see infra/spec.py), which passes the deadline to the worker at run time.
-    job_timeout: int = Field(default=600, ge=1, le=86_400)
+    # Job lifecycle. JOB_TIMEOUT, MAX_RETRY_ATTEMPTS, RETRY_INTERVAL_SECONDS, POLL_INTERVAL_SECONDS
+    # and HEARTBEAT_SECONDS are also baked into the workflow definition (see infra/spec.py).
+    job_timeout: int = Field(default=600, ge=2, le=86_400)
     max_retry_attempts: int = Field(default=3, ge=0, le=10)
     retry_interval_seconds: int = Field(default=2, ge=1, le=300)
     job_retention_days: int = Field(default=30, ge=1)
     presigned_url_ttl: int = Field(default=3600, ge=60, le=604_800)
-    # Set from the queue spec: on its last delivery the dispatcher fails the job before the DLQ.
-    queue_max_receive_count: int = Field(default=5, ge=1)
 
     @property
     def mock_mode(self) -> bool:
-        return not (self.replicate_api_token and self.replicate_api_token.get_secret_value())
+        """No provider configured. Decided without I/O: the deployed secret counts as configured."""
+        token = self.replicate_api_token and self.replicate_api_token.get_secret_value()
+        return not (token or self.replicate_secret_arn)
+
+    @property
+    def output_hosts(self) -> list[str]:
+        return [host.strip().lower() for host in self.replicate_output_hosts.split(",") if host.strip()]
 
 
 @lru_cache(maxsize=1)

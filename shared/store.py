@@ -209,16 +209,34 @@ class JobStore:
         raise StoreBusy(f"Job {job_id} is changing too often; try again")
 
     def set_progress(self, job_id: str, attempt: int, progress: int) -> None:
-        """Record progress of a running attempt. Raises JobNotRunning if it stopped meanwhile."""
+        """Raise a running attempt's progress (never lowers it). JobNotRunning if it stopped."""
+        self.update_running(job_id, attempt, {"progress": progress}, only_if_higher="progress")
+
+    def update_running(
+        self, job_id: str, attempt: int, fields: dict[str, Any], only_if_higher: str | None = None
+    ) -> None:
+        """Set fields of a job while `attempt` is running (no status change, no counter).
+
+        Raises JobNotRunning if the job is no longer processing that attempt (cancelled, failed,
+        retried), which is how the worker learns to stop. With `only_if_higher`, a value that is
+        not above the stored one is silently ignored (duplicate or late progress reports).
+        """
+        values = self._marshal({f":f{i}": v for i, v in enumerate(fields.values())})
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        assignments = ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+        condition = "#s = :processing AND attempt = :a"
+        if only_if_higher:
+            index = list(fields).index(only_if_higher)
+            condition += f" AND (attribute_not_exists(#f{index}) OR #f{index} < :f{index})"
         try:
             client("dynamodb").update_item(
                 TableName=self.table,
                 Key={PK: {"S": job_id}},
-                UpdateExpression="SET progress = :p, updated_at = :now ADD version :one",
-                ConditionExpression="#s = :processing AND attempt = :a",
-                ExpressionAttributeNames={"#s": STATUS},
-                ExpressionAttributeValues={
-                    ":p": {"N": str(progress)},
+                UpdateExpression=f"SET {assignments}, updated_at = :now ADD version :one",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names | {"#s": STATUS},
+                ExpressionAttributeValues=values
+                | {
                     ":now": {"S": to_iso(utcnow())},
                     ":one": {"N": "1"},
                     ":processing": {"S": JobStatus.PROCESSING.value},
@@ -226,9 +244,15 @@ class JobStore:
                 },
             )
         except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise JobNotRunning(job_id) from exc
-            raise
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            if only_if_higher and self._still_running(job_id, attempt):
+                return
+            raise JobNotRunning(job_id) from exc
+
+    def _still_running(self, job_id: str, attempt: int) -> bool:
+        job = self.get(job_id)
+        return job.status == JobStatus.PROCESSING and job.attempt == attempt
 
     # ---- helpers -----------------------------------------------------------------------------
     def _replace(self, current: Job, new: Job) -> dict[str, Any]:

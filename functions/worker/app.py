@@ -1,12 +1,12 @@
-"""The workflow's Generate task: run one attempt of a job (generate, store outputs, complete).
+"""The workflow's Generate and Collect tasks: run one attempt of a job (see shared/attempt.py).
 
-Raises TransientError for what the workflow should retry and other GenerationErrors for what it
-should record as the job's failure.
+Raises TransientError for what the workflow should retry, PredictionRunning to be polled again,
+and other GenerationErrors for what it should record as the job's failure.
 """
 
 from __future__ import annotations
 
-from shared import jobs
+from shared.attempt import Attempt, AttemptTask
 from shared.observability import logger, metrics, tracer
 
 
@@ -14,6 +14,7 @@ from shared.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
-    task = jobs.WorkerTask.model_validate(event)
-    logger.append_keys(job_id=task.job_id, attempt=task.attempt)
-    return jobs.run_attempt(task, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    task = AttemptTask.model_validate(event)
+    logger.append_keys(job_id=task.job_id, attempt=task.attempt, action=task.action)
+    attempt = Attempt(task, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    return attempt.generate() if task.action == "generate" else attempt.collect()

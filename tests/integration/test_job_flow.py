@@ -58,12 +58,12 @@ def test_happy_path_produces_a_downloadable_png_of_the_requested_size(api, emula
     assert (image.format, image.size) == ("PNG", (640, 384))
     assert len(download.content) == output["size_bytes"]
 
-    # And the workflow really ran our worker in-process, in a single state on the happy path
+    # And the workflow really ran our worker in-process, in two states on the happy path
     [execution] = executions_of(emulator, job_id)
     assert execution["status"] == "SUCCEEDED"
     history = client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-    assert entered == ["Generate"]
+    assert entered == ["Generate", "Collect"]
     assert emulator.runtime.invocations["worker"] >= 1
 
 
@@ -219,19 +219,32 @@ def test_the_deadline_ends_a_stuck_job_failed(api, configure, emulator):
     assert job["outputs"] == []
 
 
-def test_the_execution_deadline_catches_a_worker_that_ignores_its_own(api, configure, faults, emulator):
-    # A worker that hangs past the deadline (the worker's own check is bypassed): Step Functions'
-    # execution timeout ends it, and the execution status event makes the job failed.
+def test_the_execution_timeout_catches_a_worker_that_ignores_the_deadline(
+    api, configure, faults, monkeypatch, emulator
+):
+    # Both worker states hang past the deadline (their own checks bypassed): the execution's own
+    # timeout ends it, and the execution status event makes the finalizer fail the job.
+    from shared.attempt import Attempt
+    from shared.jobs import store
+
     configure(JOB_TIMEOUT="2")
     prompt = unique_prompt("hang")
-    faults.script(prompt, lambda *args, **kwargs: time.sleep(5) or [])
+    faults.script(prompt, lambda *args, **kwargs: time.sleep(6) or [])
+    collect = Attempt.collect
+
+    def hanging_collect(self):
+        if store().get(self.task.job_id).request.prompt == prompt:
+            time.sleep(6)
+        return collect(self)
+
+    monkeypatch.setattr(Attempt, "collect", hanging_collect)
     job_id = submit(api, prompt)
     job = wait_until_done(api, job_id, timeout=15)
     assert job["status"] == "failed"
-    assert job["error"]["code"] == "JOB_TIMEOUT"
+    assert job["error"] == {"code": "JOB_TIMEOUT", "message": "The job did not finish within 2 seconds"}
     [execution] = executions_of(emulator, job_id)
     assert execution["status"] == "TIMED_OUT"
-    time.sleep(3.5)  # the hung worker wakes up and finds the job no longer its own
+    time.sleep(6)  # the hung worker wakes up and finds the job no longer its own
     assert status_of(api, job_id)["status"] == "failed"
 
 

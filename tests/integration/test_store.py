@@ -58,7 +58,7 @@ def test_progress_of_a_cancelled_job_is_refused(new_job):
 
 
 def test_racing_cancel_and_complete_exactly_one_wins(new_job):
-    for _ in range(5):
+    for _ in range(20):
         job = new_job(JobStatus.PROCESSING)
         results: dict[str, str] = {}
         barrier = threading.Barrier(3)

@@ -21,7 +21,7 @@ def lambda_cause(exc: Exception) -> str:
     [
         (TransientError("Replicate answered 503"), "PROVIDER_UNAVAILABLE", "Replicate answered 503"),
         (PermanentError("Flagged", code="CONTENT_REJECTED"), "CONTENT_REJECTED", "Flagged"),
-        (DeadlineExceeded("Too slow"), "JOB_TIMEOUT", "Too slow"),
+        (DeadlineExceeded("Too slow"), "JOB_TIMEOUT", "The job did not finish within 600 seconds"),
     ],
 )
 def test_our_errors_keep_their_code_and_message(exc, code, message):

@@ -1,0 +1,404 @@
+"""One attempt of a job, as the workflow runs it (functions/worker).
+
+Two states call the worker:
+- Generate (callback pattern, `.waitForTaskToken`): starts the work and ends the state by calling
+  back with the task token. When the job can finish here (mock generation, a fast model in sync
+  mode, or polling when there is no public webhook URL) the worker completes it and calls back at
+  once. With a webhook URL, it creates the prediction and returns: the workflow then waits, with
+  no Lambda running and no state transitions, until the provider's signed webhook calls back.
+- Collect: makes sure the attempt is finished: copies a succeeded prediction's outputs and
+  completes the job, or, if the provider is still working (a lost webhook, a long model), raises
+  PredictionRunning so the workflow polls again after POLL_INTERVAL_SECONDS. A no-op when
+  Generate already completed the job.
+
+Every write is conditional on the job still running this attempt: a cancelled or retried job
+stops the worker (JobNotRunning / InvalidTransition) without touching it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from pydantic import BaseModel
+
+from shared import storage
+from shared.aws import client, error_code
+from shared.catalog import Model, model_named
+from shared.errors import (
+    AmbiguousCreate,
+    DeadlineExceeded,
+    InvalidOutput,
+    InvalidTransition,
+    PermanentError,
+    PredictionRunning,
+    RateLimited,
+)
+from shared.generation import GeneratedImage, generator
+from shared.generation.predictions import PredictionState
+from shared.jobs import store
+from shared.models import Job, JobError, JobStatus, OutputFile, utcnow
+from shared.observability import MetricUnit, logger, metrics
+from shared.settings import get_settings
+from shared.store import JobNotRunning
+
+# Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
+WORKER_SAFETY_SECONDS = 5.0
+PROGRESS_MIN_INTERVAL = 0.25
+CREATE_TRIES = 3  # creates retried in place after a 429, when its wait fits before the deadline
+WEBHOOK_PATH = "/api/v1/webhooks/replicate"
+
+
+class AttemptTask(BaseModel):
+    """The worker's input, as the workflow builds it."""
+
+    action: Literal["generate", "collect"] = "generate"
+    job_id: str
+    attempt: int
+    execution_started_at: datetime
+    job_timeout_seconds: int
+    task_token: str | None = None
+
+    @property
+    def deadline(self) -> datetime:
+        return self.execution_started_at + timedelta(seconds=self.job_timeout_seconds)
+
+
+class Attempt:
+    def __init__(self, task: AttemptTask, seconds_left: Callable[[], float]) -> None:
+        self.task = task
+        self.settings = get_settings()
+        self.lambda_deadline = time.time() + seconds_left() - WORKER_SAFETY_SECONDS
+        self.deadline = task.deadline.timestamp()
+
+    # ---- the two states ----------------------------------------------------------------------
+    def generate(self) -> dict[str, Any]:
+        job = store().get(self.task.job_id)
+        if not self._current(job):
+            return self._call_back({"status": job.status.value})
+        self._check_deadline()
+        try:
+            job = self._start(job)
+            reporter = ProgressReporter(job, self.task.task_token)
+            if self.settings.mock_mode:
+                images = self._mock_images(job, reporter)
+                return self._call_back(self._complete(job, images, reporter, metadata={"generator": "mock"}))
+            provider = _provider()
+            prediction = self._submit_or_resume(provider, job)
+            if not prediction.done and self.settings.webhook_base_url:
+                logger.info("Waiting for the provider's webhook", extra={"prediction_id": prediction.id})
+                return {"status": "waiting", "prediction_id": prediction.id}
+            prediction = self._poll(provider, job, prediction, reporter)
+            if not prediction.done:
+                # Out of Lambda time, not of job time: no callback, so the heartbeat lapses and
+                # the workflow moves on to Collect, which keeps polling.
+                return {"status": "running", "prediction_id": prediction.id}
+            return self._call_back(self._finish(provider, job, prediction, reporter))
+        except (JobNotRunning, InvalidTransition):
+            return self._call_back(self._stopped())
+
+    def collect(self) -> dict[str, Any]:
+        job = store().get(self.task.job_id)
+        if not self._current(job):
+            return {"status": job.status.value}
+        try:
+            if self.settings.mock_mode:  # generation runs inside Generate, which timed out
+                self._check_deadline()
+                raise PredictionRunning("Still generating")
+            provider = _provider()
+            prediction = self._submit_or_resume(provider, job)
+            reporter = ProgressReporter(job, None)
+            if not prediction.done:
+                if time.time() >= self.deadline:
+                    _cancel_quietly(provider, prediction.id)
+                    self._check_deadline()
+                reporter(_scaled(prediction.progress))
+                raise PredictionRunning(f"Prediction {prediction.id} is {prediction.status}")
+            return self._finish(provider, job, prediction, reporter)
+        except (JobNotRunning, InvalidTransition):
+            return self._stopped()
+
+    # ---- steps -------------------------------------------------------------------------------
+    def _current(self, job: Job) -> bool:
+        if job.attempt == self.task.attempt and not job.status.terminal:
+            return True
+        logger.info("Attempt is no longer current; nothing to do", extra={"status": job.status})
+        return False
+
+    def _check_deadline(self) -> None:
+        if time.time() >= self.deadline:
+            raise DeadlineExceeded(f"The job did not finish within {self.task.job_timeout_seconds} seconds")
+
+    def _start(self, job: Job) -> Job:
+        """Mark the job processing (first try) and record this try's callback token."""
+        token, nonce = self.task.task_token, job.webhook_nonce or secrets.token_urlsafe(18)
+        if job.status == JobStatus.PENDING:
+
+            def started(j: Job) -> None:
+                j.started_at, j.deadline_at = utcnow(), self.task.deadline
+                j.task_token, j.webhook_nonce = token, nonce
+
+            return store().transition(job.job_id, JobStatus.PROCESSING, attempt=job.attempt, change=started)
+        store().update_running(job.job_id, job.attempt, {"task_token": token, "webhook_nonce": nonce})
+        return job.model_copy(update={"task_token": token, "webhook_nonce": nonce})
+
+    def _mock_images(self, job: Job, reporter: ProgressReporter) -> list[GeneratedImage]:
+        deadline = min(self.deadline, self.lambda_deadline)
+        try:
+            return generator().generate(job.request, on_progress=lambda done: reporter(int(done * 90)), deadline=deadline)
+        except DeadlineExceeded:
+            raise DeadlineExceeded(f"The job did not finish within {self.task.job_timeout_seconds} seconds") from None
+
+    def _submit_or_resume(self, provider: Any, job: Job) -> PredictionState:
+        """The attempt's prediction: the one already created, else a new one. Never two.
+
+        A create that fails ambiguously (timeout, 5xx) may have created the prediction anyway;
+        `prediction_requested_at` marks that a create was sent, and before creating again the
+        provider's recent predictions are searched for ours (same prompt and per-attempt seed).
+        """
+        if job.prediction_id:
+            return provider.get(job.prediction_id)
+        model, provider_input = self._model_and_input(job)
+        if job.prediction_requested_at:
+            found = self._adopt(provider, job, model, provider_input, job.prediction_requested_at)
+            if found:
+                return found
+        store().update_running(job.job_id, job.attempt, {"prediction_requested_at": utcnow()})
+        from shared.generation.replicate import sleep_until
+
+        for tries_left in reversed(range(CREATE_TRIES)):
+            try:
+                prediction = provider.create(
+                    model,
+                    provider_input,
+                    webhook=self._webhook_url(job),
+                    wait=self._sync_wait(),
+                )
+                break
+            except RateLimited as exc:
+                pause = exc.wait + random.uniform(0, 1)
+                if not tries_left or not sleep_until(pause, min(self.deadline, self.lambda_deadline)):
+                    raise
+                logger.info("Rate limited by the provider; waiting", extra={"seconds": round(pause, 1)})
+            except AmbiguousCreate:
+                found = self._adopt(provider, job, model, provider_input, utcnow() - timedelta(minutes=1))
+                if found:
+                    return found
+                raise  # the workflow retries; the next try searches again before creating
+        store().update_running(job.job_id, job.attempt, {"prediction_id": prediction.id})
+        logger.info("Prediction created", extra={"prediction_id": prediction.id, "status": prediction.status})
+        return prediction
+
+    def _adopt(
+        self, provider: Any, job: Job, model: Model, provider_input: dict, since: datetime
+    ) -> PredictionState | None:
+        found = provider.find(model, provider_input, since=since)
+        if not found:
+            return None
+        keep, *extra = found
+        for duplicate in extra:  # never leave a second billed prediction running
+            logger.warning("Cancelling a duplicate prediction", extra={"prediction_id": duplicate.id})
+            _cancel_quietly(provider, duplicate.id)
+        store().update_running(job.job_id, job.attempt, {"prediction_id": keep.id})
+        logger.info("Found the prediction of an ambiguous create", extra={"prediction_id": keep.id})
+        return keep
+
+    def _model_and_input(self, job: Job) -> tuple[Model, dict[str, Any]]:
+        model = model_named(job.model or self.settings.default_model)
+        provider_input = dict(job.provider_input or model.input_for(job.request))
+        # A seed drawn per attempt (unless the client chose one) makes the input unique, which is
+        # how an ambiguous create finds its prediction again.
+        provider_input.setdefault("seed", attempt_seed(job.job_id, job.attempt))
+        return model, provider_input
+
+    def _webhook_url(self, job: Job) -> str | None:
+        base = self.settings.webhook_base_url
+        if not base:
+            return None
+        query = urlencode({"job_id": job.job_id, "attempt": job.attempt, "nonce": job.webhook_nonce})
+        return f"{base.rstrip('/')}{WEBHOOK_PATH}?{query}"
+
+    def _sync_wait(self) -> int:
+        budget = int(min(self.deadline, self.lambda_deadline) - time.time()) - 1
+        return max(0, min(self.settings.replicate_sync_wait_seconds, budget))
+
+    def _poll(self, provider: Any, job: Job, prediction: PredictionState, reporter: ProgressReporter) -> PredictionState:
+        """Poll until the prediction ends, the job's deadline passes (cancel it, fail the job) or
+        this Lambda runs out of time (return it unfinished: Collect takes over)."""
+        interval = self.settings.poll_interval_seconds
+        while not prediction.done:
+            reporter(_scaled(prediction.progress))
+            now = time.time()
+            if now >= self.deadline:
+                _cancel_quietly(provider, prediction.id)
+                self._check_deadline()
+            if now + interval >= self.lambda_deadline:
+                return prediction
+            time.sleep(min(interval, max(0.0, self.deadline - now)))
+            prediction = provider.get(prediction.id)
+        return prediction
+
+    def _finish(self, provider: Any, job: Job, prediction: PredictionState, reporter: ProgressReporter) -> dict:
+        if prediction.status == "succeeded":
+            from shared.generation.outputs import fetch_image
+
+            if not prediction.outputs:
+                raise InvalidOutput("The prediction succeeded without any output")
+            images = []
+            for index, url in enumerate(prediction.outputs):
+                images.append(
+                    fetch_image(
+                        url,
+                        allowed_hosts=self.settings.output_hosts,
+                        max_bytes=self.settings.max_output_bytes,
+                        timeout=self.settings.output_download_timeout,
+                    )
+                )
+                reporter(90 + int(5 * (index + 1) / len(prediction.outputs)))
+            metadata = {
+                "model": job.model or self.settings.default_model,
+                "prediction_id": prediction.id,
+                "seed": str(prediction.input.get("seed", "")),
+                "predict_time": str(prediction.predict_time or ""),
+            }
+            return self._complete(job, images, reporter, metadata)
+        if prediction.status == "failed":
+            raise PermanentError(f"The model failed: {_first_line(prediction.error)}", code="GENERATION_FAILED")
+        # canceled or aborted on the provider's side, not by our client (that is a job cancel).
+        error = JobError(code="PROVIDER_CANCELLED", message="The prediction was cancelled on Replicate")
+        job = store().transition(
+            job.job_id, JobStatus.CANCELLED, attempt=job.attempt, change=lambda j: setattr(j, "error", error)
+        )
+        metrics.add_metric(name="JobsCancelled", unit=MetricUnit.Count, value=1)
+        return {"status": job.status.value}
+
+    def _complete(
+        self, job: Job, images: list[GeneratedImage], reporter: ProgressReporter, metadata: dict[str, str]
+    ) -> dict[str, Any]:
+        outputs = []
+        for index, image in enumerate(images):
+            key = storage.output_key(job.job_id, job.attempt, index, image.content_type)
+            storage.put_output(key, image.data, image.content_type, image.metadata | metadata)
+            outputs.append(
+                OutputFile(
+                    key=key,
+                    content_type=image.content_type,
+                    width=image.width,
+                    height=image.height,
+                    size_bytes=len(image.data),
+                )
+            )
+            reporter(95 + int(4 * (index + 1) / len(images)))
+
+        def completed(j: Job) -> None:
+            j.outputs, j.progress = outputs, 100
+
+        job = store().transition(job.job_id, JobStatus.COMPLETED, attempt=job.attempt, change=completed)
+        metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
+        if job.started_at and job.finished_at:
+            duration = (job.finished_at - job.started_at).total_seconds()
+            metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=duration)
+        return {"status": job.status.value, "outputs": [o.key for o in outputs]}
+
+    def _stopped(self) -> dict[str, Any]:
+        job = store().get(self.task.job_id)
+        logger.info("Job stopped running while the worker was busy", extra={"status": job.status})
+        if job.prediction_id and not self.settings.mock_mode:
+            _cancel_quietly(_provider(), job.prediction_id)
+        return {"status": job.status.value}
+
+    def _call_back(self, result: dict[str, Any]) -> dict[str, Any]:
+        """End the Generate state with `result` (it waits for exactly this callback)."""
+        if self.task.task_token:
+            send_task_success(self.task.task_token, result)
+        return result
+
+
+class ProgressReporter:
+    """Writes a running attempt's progress (0-99, rising only, throttled) and keeps the workflow's
+    heartbeat alive while it does: progress means the attempt is alive."""
+
+    def __init__(self, job: Job, task_token: str | None) -> None:
+        self.job_id, self.attempt, self.task_token = job.job_id, job.attempt, task_token
+        self.last_value, self.last_time, self.last_beat = job.progress, 0.0, time.monotonic()
+        self.beat_every = max(1.0, get_settings().heartbeat_seconds / 3)
+
+    def __call__(self, value: int | None) -> None:
+        now = time.monotonic()
+        if self.task_token and now - self.last_beat >= self.beat_every:
+            send_task_heartbeat(self.task_token)
+            self.last_beat = now
+        if value is None:
+            return
+        value = max(0, min(99, value))
+        if value <= self.last_value or (now - self.last_time < PROGRESS_MIN_INTERVAL and value < 99):
+            return
+        store().set_progress(self.job_id, self.attempt, value)  # raises JobNotRunning when cancelled
+        self.last_value, self.last_time = value, now
+
+
+def attempt_seed(job_id: str, attempt: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{job_id}:{attempt}".encode()).digest()[:4], "big")
+
+
+def _scaled(progress: float | None) -> int | None:
+    """Provider progress (0-1) as job progress: 5-90, leaving room for the copy of the outputs."""
+    return None if progress is None else 5 + int(progress * 85)
+
+
+def _first_line(text: str | None, limit: int = 300) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0][:limit] if lines else "no details"
+
+
+def _provider() -> Any:
+    from shared.generation.replicate import Replicate
+    from shared.secrets import provider_credentials
+
+    token = provider_credentials().api_token
+    if token is None:
+        raise PermanentError("No Replicate API token is configured", code="PROVIDER_AUTH")
+    return Replicate(token.get_secret_value(), get_settings().replicate_base_url)
+
+
+def _cancel_quietly(provider: Any, prediction_id: str) -> None:
+    try:
+        provider.cancel(prediction_id)
+    except Exception:
+        logger.warning("Could not cancel the prediction", extra={"prediction_id": prediction_id})
+
+
+def cancel_prediction(job: Job) -> None:
+    """Cancel the job's prediction on the provider, if it has one (the finalizer's clean-up)."""
+    if job.prediction_id and not get_settings().mock_mode:
+        _cancel_quietly(_provider(), job.prediction_id)
+
+
+# ---- workflow callbacks -------------------------------------------------------------------------
+CALLBACK_GONE = ("InvalidToken", "TaskTimedOut", "TaskDoesNotExist")
+
+
+def send_task_success(task_token: str, result: dict[str, Any]) -> bool:
+    """Resume a waiting state. False if it no longer waits (duplicate, timed out, stopped)."""
+    try:
+        client("stepfunctions").send_task_success(taskToken=task_token, output=json.dumps(result))
+        return True
+    except Exception as exc:
+        if error_code(exc) in CALLBACK_GONE:
+            return False
+        raise
+
+
+def send_task_heartbeat(task_token: str) -> None:
+    try:
+        client("stepfunctions").send_task_heartbeat(taskToken=task_token)
+    except Exception as exc:
+        if error_code(exc) not in CALLBACK_GONE:
+            logger.warning("Heartbeat failed", extra={"error": error_code(exc) or type(exc).__name__})

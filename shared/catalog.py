@@ -1,0 +1,96 @@
+"""The models a request may name, and how the service's parameters map onto each one's input.
+
+The request keeps the old service's generic parameters (width, height, steps, guidance, ...).
+Each model maps the ones it supports onto its own input and refuses, with a 422 naming the
+field, any parameter it has no equivalent for or any value outside its range. Parameters the
+client did not set are left to the model's own defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import gcd
+from typing import Any
+
+from shared.errors import InvalidParameter
+from shared.models import GenerateRequest
+
+FLUX_SCHNELL = "black-forest-labs/flux-schnell"
+SDXL = "stability-ai/sdxl"
+# stability-ai/sdxl is a community model: it runs by version.
+SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+
+FLUX_ASPECT_RATIOS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"}
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    version: str | None  # None: an official model, run through its own predictions route
+    supported: frozenset[str]  # the generic parameters it accepts
+
+    def input_for(self, request: GenerateRequest) -> dict[str, Any]:
+        """The provider input for a request, or InvalidParameter naming the first bad field."""
+        params = request.parameters
+        explicit = params.model_fields_set - {"num_outputs", "seed"}
+        for name in sorted(explicit - self.supported):
+            raise InvalidParameter(f"parameters.{name}", f"not supported by {self.name}")
+        values: dict[str, Any] = {"prompt": request.prompt, "num_outputs": params.num_outputs}
+        if params.seed is not None:
+            values["seed"] = params.seed
+        return values | self._map(request, params.model_fields_set)
+
+    def _map(self, request: GenerateRequest, explicit: set[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class FluxSchnell(Model):
+    """Sizes are an aspect ratio at 1 or 0.25 megapixels; 1 to 4 steps; no guidance."""
+
+    def _map(self, request: GenerateRequest, explicit: set[str]) -> dict[str, Any]:
+        params = request.parameters
+        values: dict[str, Any] = {}
+        if {"width", "height"} & explicit:
+            divisor = gcd(params.width, params.height)
+            ratio = f"{params.width // divisor}:{params.height // divisor}"
+            if ratio not in FLUX_ASPECT_RATIOS:
+                raise InvalidParameter(
+                    "parameters.width",
+                    f"{params.width}x{params.height} is {ratio}; {self.name} supports the aspect ratios "
+                    + ", ".join(sorted(FLUX_ASPECT_RATIOS)),
+                )
+            values["aspect_ratio"] = ratio
+            values["megapixels"] = "1" if params.width * params.height > 512 * 512 * 2 else "0.25"
+        if "num_inference_steps" in explicit:
+            if params.num_inference_steps > 4:
+                raise InvalidParameter("parameters.num_inference_steps", f"{self.name} takes 1 to 4 steps")
+            values["num_inference_steps"] = params.num_inference_steps
+        return values
+
+
+class StableDiffusionXL(Model):
+    def _map(self, request: GenerateRequest, explicit: set[str]) -> dict[str, Any]:
+        params = request.parameters
+        if "guidance_scale" in explicit and params.guidance_scale < 1:
+            raise InvalidParameter("parameters.guidance_scale", f"{self.name} needs a guidance scale of 1 to 50")
+        if {"width", "height"} & explicit and max(params.width, params.height) > 1536:
+            raise InvalidParameter("parameters.width", f"{self.name} makes images up to 1536 pixels a side")
+        names = ("width", "height", "num_inference_steps", "guidance_scale", "negative_prompt")
+        return {name: getattr(params, name) for name in names if name in explicit}
+
+
+MODELS: dict[str, Model] = {
+    FLUX_SCHNELL: FluxSchnell(FLUX_SCHNELL, None, frozenset({"width", "height", "num_inference_steps"})),
+    SDXL: StableDiffusionXL(
+        SDXL,
+        SDXL_VERSION,
+        frozenset({"width", "height", "num_inference_steps", "guidance_scale", "negative_prompt"}),
+    ),
+}
+
+
+def model_named(name: str) -> Model:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise InvalidParameter("model", f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}") from None
