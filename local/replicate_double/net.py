@@ -40,7 +40,8 @@ class ThreadedServer(ThreadingHTTPServer):
         return self.server_address[1]
 
     def start(self, name: str) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, name=name)
+        # A short poll interval: shutdown() waits for the loop to notice, and tests stop doubles often.
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, name=name)
         self._thread.daemon = True
         self._thread.start()
 

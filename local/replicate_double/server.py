@@ -11,7 +11,6 @@ import binascii
 import hmac
 import json
 import logging
-import math
 import re
 import secrets
 import shutil
@@ -19,15 +18,28 @@ import string
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local.replicate_double.api import (
+    PROBLEMS,
+    ApiHandler,
+    RateWindow,
+    Refused,
+    Reply,
+    invalid,
+    json_body,
+    parse_cancel_after,
+    prefer_wait,
+    problem,
+    scripted_problem,
+    sse,
+    validation_problem,
+)
 from local.replicate_double.faults import WEBHOOK_EVENTS, CreateRequest, Fault, Matcher, Script
 from local.replicate_double.files import FileHandler, FileRequest, FileStore, StoredFile
 from local.replicate_double.models import (
@@ -40,7 +52,7 @@ from local.replicate_double.models import (
     seed_of,
     tqdm_line,
 )
-from local.replicate_double.net import QuietHandler, ThreadedServer, TLSServer, make_tls_files, server_context
+from local.replicate_double.net import ThreadedServer, TLSServer, make_tls_files, server_context
 from local.replicate_double.webhooks import WebhookDelivery, WebhookSender, new_secret
 
 log = logging.getLogger("local.replicate_double")
@@ -49,25 +61,6 @@ DEFAULT_TOKEN = "r8_double0000000000000000000000000000000"
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Replicate ids: 26 lower-case base32 characters
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
-
-# Bodies seen from the real API (public logs); 402's is not verified by us.
-_PROBLEMS: dict[int, tuple[str, str]] = {
-    400: ("Bad request", "The request could not be understood."),
-    401: ("Unauthenticated", "You did not pass a valid authentication token"),
-    402: (
-        "Insufficient credit",
-        "You have insufficient credit to run this model. Go to https://replicate.com/account/billing#billing"
-        " to purchase credit. Once you purchase credit, please wait a few minutes before trying again.",
-    ),
-    404: ("Not found", "The requested resource could not be found."),
-    405: ("Method not allowed", "The method is not allowed for the requested URL."),
-    422: ("Input validation failed", "- input: the input is invalid\n"),
-    429: ("Request was throttled", "Request was throttled. Your rate limit resets in ~{n}s."),
-    500: ("Internal server error", "An unexpected error occurred."),
-    502: ("Bad gateway", "The server received an invalid response from an upstream server."),
-    503: ("Service unavailable", "The service is temporarily unavailable. Please try again later."),
-    504: ("Gateway timeout", "The upstream server did not answer in time."),
-}
 
 
 @dataclass
@@ -112,45 +105,18 @@ class PredictionRecord:
     def fault(self, kind: str) -> Fault | None:
         return next((f for f in self.faults if f.kind == kind), None)
 
+    @property
+    def webhooks_done(self) -> bool:
+        """True once the prediction ended and each of its webhooks was delivered, dropped or
+        given up on (retries included): from then on, no more will come."""
+        return self._sender is None or self._sender.done.is_set()
+
 
 @dataclass(frozen=True)
 class RequestRecord:
     method: str
     path: str
     status: int
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None  # JSON-serialisable, or bytes/str with content_type
-    content_type: str = "application/json; charset=UTF-8"
-    headers: dict[str, str] = field(default_factory=dict)
-    stream: Iterator[bytes] | None = None  # server-sent events: written as produced, then close
-
-
-class _RateWindow:
-    """Requests admitted in the last minute (and second): a rolling window, like "600 per minute"."""
-
-    def __init__(self) -> None:
-        self.times: deque[float] = deque()
-
-    def admit(
-        self, now: float, per_minute: int | None, per_second: int | None = None
-    ) -> tuple[bool, int, int]:
-        """(admitted, remaining this minute, seconds until a slot frees up)."""
-        while self.times and self.times[0] <= now - 60:
-            self.times.popleft()
-        if per_second is not None:
-            recent = [t for t in self.times if t > now - 1]
-            if len(recent) >= per_second:
-                return False, max(0, (per_minute or 0) - len(self.times)), 1
-        if per_minute is not None and len(self.times) >= per_minute:
-            oldest = self.times[len(self.times) - per_minute]
-            return False, 0, max(1, math.ceil(oldest + 60 - now))
-        self.times.append(now)
-        remaining = (per_minute - len(self.times)) if per_minute is not None else 1_000_000
-        return True, remaining, max(1, math.ceil(self.times[0] + 60 - now))
 
 
 class ReplicateDouble:
@@ -216,8 +182,8 @@ class ReplicateDouble:
         self._create_calls = 0
         self._requests: list[RequestRecord] = []
         self._deliveries: list[WebhookDelivery] = []
-        self._create_window = _RateWindow()
-        self._other_window = _RateWindow()
+        self._create_window = RateWindow()
+        self._other_window = RateWindow()
         self._threads: list[threading.Thread] = []
         self._api: ThreadedServer | None = None
         self._tls_files: TLSServer | None = None
@@ -230,7 +196,7 @@ class ReplicateDouble:
         self._stopping.clear()
         self._tmp = Path(tempfile.mkdtemp(prefix="replicate-double-"))
         self.ca_file, cert, key = make_tls_files(self._tmp, self.files_host)
-        self._api = ThreadedServer(self.host, self._port, _ApiHandler, self)
+        self._api = ThreadedServer(self.host, self._port, ApiHandler, self)
         self._tls_files = TLSServer(
             self.host, self._files_port, FileHandler, self, context=server_context(cert, key)
         )
@@ -413,7 +379,7 @@ class ReplicateDouble:
         matched = [(m, found, n) for m, found, n in matched if found]
         route = next(((found, n) for m, found, n in matched if m == method), None)
         if route is None:
-            reply = _problem(405) if matched else _problem(404)
+            reply = problem(405) if matched else problem(404)
         else:
             found, name = route
             reply = self._dispatch(name, found.groupdict(), parse_qs(query), headers, body)
@@ -436,7 +402,7 @@ class ReplicateDouble:
         if name in self._OPEN:
             return getattr(self, name)(**params)
         if not self._authorized(headers.get("authorization", "")):
-            return _problem(401)
+            return problem(401)
         window, limit, per_second = (
             (self._create_window, self.create_limit_per_minute, self.create_limit_per_second)
             if creating
@@ -446,7 +412,7 @@ class ReplicateDouble:
             admitted, remaining, reset = window.admit(time.monotonic(), limit, per_second)
         limit_headers = {"ratelimit-remaining": str(remaining), "ratelimit-reset": str(reset)}
         if not admitted:
-            reply = _problem(429, detail=_PROBLEMS[429][1].format(n=reset))
+            reply = problem(429, detail=PROBLEMS[429][1].format(n=reset))
             if self.send_retry_after:
                 reply.headers["Retry-After"] = str(reset)
         elif creating:
@@ -467,24 +433,24 @@ class ReplicateDouble:
     def _create_for_model(self, owner: str, name: str, *, headers: dict[str, str], raw: bytes) -> Reply:
         model = MODELS.get(f"{owner}/{name}")
         if model is None:
-            return _problem(404)
+            return problem(404)
         if not model.official:
-            return _problem(404, detail=f"{model.name} is not an official model: create it by version.")
+            return problem(404, detail=f"{model.name} is not an official model: create it by version.")
         return self._create(model, "model", None, headers, raw)
 
     def _create_for_deployment(self, owner: str, name: str, *, headers: dict[str, str], raw: bytes) -> Reply:
         target = self.deployments.get(f"{owner}/{name}")
         if target is None or target not in MODELS:
-            return _problem(404)
+            return problem(404)
         return self._create(MODELS[target], "deployment", f"{owner}/{name}", headers, raw)
 
     def _create_for_version(self, *, headers: dict[str, str], raw: bytes) -> Reply:
-        body = _json_body(raw)
+        body = json_body(raw)
         if not isinstance(body, dict):
-            return _problem(400, detail="The request body must be a JSON object.")
+            return problem(400, detail="The request body must be a JSON object.")
         version = body.get("version")
         if not isinstance(version, str) or not version:
-            return _problem(
+            return problem(
                 422,
                 detail="- version is required\n",
                 invalid_fields=[{"type": "required", "field": "", "description": "version is required"}],
@@ -492,7 +458,7 @@ class ReplicateDouble:
         model = _resolve_version(version)
         if model is None:
             # The real API answers an unknown or inaccessible version with 422, not 404.
-            return _problem(
+            return problem(
                 422,
                 title="Invalid version or not permitted",
                 detail="The specified version does not exist"
@@ -503,19 +469,19 @@ class ReplicateDouble:
     def _create(
         self, model: Model, route: str, deployment: str | None, headers: dict[str, str], raw: bytes
     ) -> Reply:
-        body = _json_body(raw)
+        body = json_body(raw)
         if not isinstance(body, dict):
-            return _problem(400, detail="The request body must be a JSON object.")
+            return problem(400, detail="The request body must be a JSON object.")
         if "input" not in body:
-            return _invalid("required", "", "input is required")
+            return invalid("required", "", "input is required")
         try:
             input = model.validate(body["input"])
         except InputInvalid as exc:
-            return _validation_problem(exc.invalid_fields)
+            return validation_problem(exc.invalid_fields)
         try:
             webhook, events = self._webhook_options(body)
-            cancel_after = _cancel_after(headers.get("cancel-after"))
-        except _Refused as refused:
+            cancel_after = parse_cancel_after(headers.get("cancel-after"))
+        except Refused as refused:
             return refused.reply
         request = CreateRequest(route, model.name, model.version, input, body, headers)
         with self._cond:
@@ -531,7 +497,7 @@ class ReplicateDouble:
                     script.used_by.append(None)
             if hang:
                 self._stopping.wait(hang.seconds or 0)
-            return _scripted_problem(refusal)
+            return scripted_problem(refusal)
 
         record = self._new_record(
             model, route, deployment, body, headers, input, faults, webhook, events, cancel_after
@@ -542,7 +508,7 @@ class ReplicateDouble:
         if hang:
             self._stopping.wait(hang.seconds or 0)
         reply_headers: dict[str, str] = {}
-        wait = _prefer_wait(headers.get("prefer", ""))
+        wait = prefer_wait(headers.get("prefer", ""))
         if wait is not None:
             seconds, applied = wait
             reply_headers["Preference-Applied"] = applied
@@ -562,15 +528,15 @@ class ReplicateDouble:
             return None, WEBHOOK_EVENTS
         parts = urlsplit(webhook) if isinstance(webhook, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise _Refused(_invalid("format", "webhook", "Does not match format 'uri'"))
+            raise Refused(invalid("format", "webhook", "Does not match format 'uri'"))
         if self.require_https_webhooks and parts.scheme != "https":
-            raise _Refused(_invalid("format", "webhook", "webhook must be an HTTPS URL"))
+            raise Refused(invalid("format", "webhook", "webhook must be an HTTPS URL"))
         if events is None:
             return webhook, WEBHOOK_EVENTS
         if not isinstance(events, list) or any(e not in WEBHOOK_EVENTS for e in events):
             listed = ", ".join(f'"{e}"' for e in WEBHOOK_EVENTS)
             description = f"webhook_events_filter must be one of the following: {listed}"
-            raise _Refused(_invalid("enum", "webhook_events_filter", description))
+            raise Refused(invalid("enum", "webhook_events_filter", description))
         return webhook, tuple(e for e in WEBHOOK_EVENTS if e in events)
 
     def _new_record(
@@ -588,47 +554,48 @@ class ReplicateDouble:
     ) -> PredictionRecord:
         slow = next((f for f in faults if f.kind == "slow"), None)
         get_errors = next((f for f in faults if f.kind == "get_errors"), None)
+        record = PredictionRecord(
+            id="".join(secrets.choice(_ID_ALPHABET) for _ in range(26)),
+            seq=0,  # set below, under the lock
+            model=model.name,
+            version=model.version,
+            input=input,
+            route=route,
+            deployment=deployment,
+            body=body,
+            headers=headers,
+            faults=faults,
+            starting_seconds=_first_set(slow and slow.starting_seconds, self.starting_seconds),
+            processing_seconds=_first_set(slow and slow.seconds, self.processing_seconds),
+            webhook=webhook,
+            webhook_events_filter=events,
+            cancel_after=cancel_after,
+            created_at=time.time(),
+            _model=model,
+            _deadline=time.monotonic() + cancel_after if cancel_after is not None else None,
+            _get_errors_left=get_errors.count if get_errors else 0,
+            _file_token="".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(40)),
+        )
+        if webhook:
+            record._sender = WebhookSender(
+                prediction_id=record.id,
+                url=webhook,
+                secret=self.webhook_secret,
+                faults=[f for f in faults if f.kind == "webhook"],
+                retries=self.webhook_retries,
+                backoff=self.webhook_backoff,
+                timeout=self.webhook_timeout,
+                verify=self.webhook_verify,
+                stopping=self._stopping,
+                record=self._record_delivery,
+            )
+        thread = threading.Thread(
+            target=self._run, args=(record,), name=f"prediction-{record.id}", daemon=True
+        )
         with self._cond:
             self._seq += 1
-            record = PredictionRecord(
-                id="".join(secrets.choice(_ID_ALPHABET) for _ in range(26)),
-                seq=self._seq,
-                model=model.name,
-                version=model.version,
-                input=input,
-                route=route,
-                deployment=deployment,
-                body=body,
-                headers=headers,
-                faults=faults,
-                starting_seconds=_first_set(slow and slow.starting_seconds, self.starting_seconds),
-                processing_seconds=_first_set(slow and slow.seconds, self.processing_seconds),
-                webhook=webhook,
-                webhook_events_filter=events,
-                cancel_after=cancel_after,
-                created_at=time.time(),
-                _model=model,
-                _deadline=time.monotonic() + cancel_after if cancel_after is not None else None,
-                _get_errors_left=get_errors.count if get_errors else 0,
-                _file_token="".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(40)),
-            )
-            if webhook:
-                record._sender = WebhookSender(
-                    prediction_id=record.id,
-                    url=webhook,
-                    secret=self.webhook_secret,
-                    faults=[f for f in faults if f.kind == "webhook"],
-                    retries=self.webhook_retries,
-                    backoff=self.webhook_backoff,
-                    timeout=self.webhook_timeout,
-                    verify=self.webhook_verify,
-                    stopping=self._stopping,
-                    record=self._record_delivery,
-                )
+            record.seq = self._seq
             self._records[record.id] = record
-            thread = threading.Thread(
-                target=self._run, args=(record,), name=f"prediction-{record.id}", daemon=True
-            )
             self._threads.append(thread)
             self._cond.notify_all()
         thread.start()
@@ -639,20 +606,20 @@ class ReplicateDouble:
         with self._cond:
             record = self._records.get(id)
             if record is None:
-                return _problem(404)
+                return problem(404)
             record.get_calls += 1
             if record._get_errors_left > 0:
                 record._get_errors_left -= 1
                 fault = record.fault("get_errors")
                 assert fault and fault.status
-                return _scripted_problem(fault)
+                return scripted_problem(fault)
             return Reply(200, self._public(record))
 
     def _cancel(self, id: str) -> Reply:
         with self._cond:
             record = self._records.get(id)
             if record is None:
-                return _problem(404)
+                return problem(404)
             record.cancel_requested = True
             if record.status not in TERMINAL:  # a finished prediction is returned unchanged
                 self._finish(record, "canceled")
@@ -669,7 +636,7 @@ class ReplicateDouble:
                     direction, _, seq_text = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
                     seq = int(seq_text)
                 except (ValueError, binascii.Error):
-                    return _problem(400, detail="Invalid cursor.")
+                    return problem(400, detail="Invalid cursor.")
                 if direction == "older":
                     page = [r for r in newest_first if r.seq < seq][:size]
                 else:
@@ -706,7 +673,7 @@ class ReplicateDouble:
         with self._cond:
             record = self._records.get(id)
         if record is None:
-            return _problem(404)
+            return problem(404)
 
         def events() -> Iterator[bytes]:
             sent, number = 0, 0
@@ -718,19 +685,17 @@ class ReplicateDouble:
                     logs, status, output, error = record.logs, record.status, record.output, record.error
                 for line in logs[sent:].splitlines():
                     number += 1
-                    yield _sse("logs", line, number)
+                    yield sse("logs", line, number)
                 sent = len(logs)
                 if status in TERMINAL:
                     for url in output if isinstance(output, list) else [output] if output else []:
                         number += 1
-                        yield _sse("output", url, number)
+                        yield sse("output", url, number)
                     if status == "failed":
                         number += 1
-                        yield _sse("error", json.dumps({"detail": error}), number)
+                        yield sse("error", json.dumps({"detail": error}), number)
                     number += 1
-                    yield _sse(
-                        "done", json.dumps({"reason": status} if status != "succeeded" else {}), number
-                    )
+                    yield sse("done", json.dumps({"reason": status} if status != "succeeded" else {}), number)
                     return
 
         return Reply(
@@ -914,8 +879,6 @@ class ReplicateDouble:
             "stream": f"{base}/v1/streams/{record.id}",
             "web": f"{base}/p/{record.id}",
         }
-        if record.deployment:
-            data["deployment"] = record.deployment
         return data
 
 
@@ -940,141 +903,3 @@ def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _json_body(raw: bytes) -> Any:
-    try:
-        return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _problem(status: int, *, title: str | None = None, detail: str | None = None, **extra: Any) -> Reply:
-    default_title, default_detail = _PROBLEMS.get(status, ("Error", "An error occurred."))
-    body = {"title": title or default_title, "detail": detail or default_detail, "status": status, **extra}
-    return Reply(status, body, content_type="application/problem+json")
-
-
-class _Refused(Exception):
-    """A create refused while reading its options: `reply` is the answer."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.status)
-        self.reply = reply
-
-
-def _invalid(kind: str, where: str, description: str) -> Reply:
-    return _validation_problem([{"type": kind, "field": where, "description": description}])
-
-
-def _validation_problem(invalid_fields: list[dict[str, str]]) -> Reply:
-    detail = "".join(
-        f"- {f['field']}: {f['description']}\n" if f["field"] else f"- {f['description']}\n"
-        for f in invalid_fields
-    )
-    return _problem(422, detail=detail, invalid_fields=invalid_fields)
-
-
-_CLOUDFLARE_PAGE = (
-    "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
-)
-
-
-def _scripted_problem(fault: Fault) -> Reply:
-    assert fault.status
-    status = fault.status
-    if fault.mode == "html":  # what an edge proxy sends for 502/503/504: not JSON at all
-        page = _CLOUDFLARE_PAGE.format(status=status, reason=HTTPStatus(status).phrase)
-        reply = Reply(status, page, content_type="text/html")
-    elif status == 422:
-        detail = fault.detail or "input.prompt: scripted validation failure"
-        reply = _validation_problem([{"type": "invalid", "field": "input.prompt", "description": detail}])
-    elif status == 429:
-        reply = _problem(429, detail=fault.detail or _PROBLEMS[429][1].format(n=fault.retry_after or 1))
-    else:
-        reply = _problem(status, detail=fault.detail)
-    if fault.retry_after:
-        reply.headers["Retry-After"] = str(fault.retry_after)
-    return reply
-
-
-def _prefer_wait(header: str) -> tuple[float, str] | None:
-    """Prefer: wait (60 s) or wait=N (1-60). Other or out-of-range values are ignored, as
-    preferences a server does not understand are (RFC 7240); the real API's handling is unverified."""
-    for preference in header.split(","):
-        name, _, value = preference.strip().partition("=")
-        if name.strip().lower() != "wait":
-            continue
-        if not value:
-            return 60.0, "wait"
-        if value.strip().isdigit() and 1 <= int(value) <= 60:
-            return float(value), f"wait={int(value)}"
-    return None
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-
-
-def _cancel_after(header: str | None) -> float | None:
-    """Cancel-After: a duration like "30s", "5m", "1h30m" (or bare seconds)."""
-    if header is None:
-        return None
-    text = header.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    if text and re.fullmatch(f"(?:{_DURATION.pattern})+", text):
-        return sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
-    # Unverified: the real API's answer to a malformed header.
-    raise _Refused(_problem(400, detail=f"Invalid Cancel-After header: {header!r}"))
-
-
-def _sse(event: str, data: str, number: int) -> bytes:
-    lines = "".join(f"data: {line}\n" for line in (data.split("\n") or [""]))
-    return f"event: {event}\nid: {number}\n{lines}\n".encode()
-
-
-class _ApiHandler(QuietHandler):
-    server: Any
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_PUT(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        double: ReplicateDouble = self.server.owner
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = double.handle(self.command, self.path, headers, body)
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        if reply.stream is not None:
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            for chunk in reply.stream:
-                self.wfile.write(chunk)
-                self.wfile.flush()
-            return
-        if isinstance(reply.body, bytes):
-            payload = reply.body
-        elif isinstance(reply.body, str):
-            payload = reply.body.encode()
-        else:
-            payload = json.dumps(reply.body, separators=(",", ":")).encode()
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)

@@ -90,6 +90,7 @@ class WebhookSender:
         self.backoff = backoff
         self.stopping = stopping
         self.record = record
+        self.done = threading.Event()  # set once every event was delivered, dropped or given up
         self._queue: queue.Queue[_Message | None] = queue.Queue()
         self._http = httpx.Client(timeout=timeout, verify=verify, follow_redirects=False)
         self._thread = threading.Thread(target=self._run, name=f"webhooks-{prediction_id}", daemon=True)
@@ -113,6 +114,7 @@ class WebhookSender:
                 self._deliver(message)
         finally:
             self._http.close()
+            self.done.set()
 
     def _fault(self, mode: str, event: str) -> Fault | None:
         return next((f for f in self.faults if f.mode == mode and f.webhook_applies(event)), None)
