@@ -18,7 +18,6 @@ stops the worker (JobNotRunning / InvalidTransition) without touching it.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import secrets
 import time
@@ -30,7 +29,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel
 
 from shared import storage
-from shared.aws import client, error_code
+from shared.workflow import send_task_heartbeat, send_task_success
 from shared.catalog import Model, model_named
 from shared.errors import (
     AmbiguousCreate,
@@ -42,7 +41,7 @@ from shared.errors import (
     RateLimited,
 )
 from shared.generation import GeneratedImage, generator
-from shared.generation.predictions import PredictionState
+from shared.generation.predictions import PredictionState, job_progress
 from shared.jobs import store
 from shared.models import Job, JobError, JobStatus, OutputFile, utcnow
 from shared.observability import MetricUnit, logger, metrics
@@ -119,7 +118,7 @@ class Attempt:
                 if time.time() >= self.deadline:
                     _cancel_quietly(provider, prediction.id)
                     self._check_deadline()
-                reporter(_scaled(prediction.progress))
+                reporter(job_progress(prediction.progress))
                 raise PredictionRunning(f"Prediction {prediction.id} is {prediction.status}")
             return self._finish(provider, job, prediction, reporter)
         except (JobNotRunning, InvalidTransition):
@@ -234,7 +233,7 @@ class Attempt:
         this Lambda runs out of time (return it unfinished: Collect takes over)."""
         interval = self.settings.poll_interval_seconds
         while not prediction.done:
-            reporter(_scaled(prediction.progress))
+            reporter(job_progress(prediction.progress))
             now = time.time()
             if now >= self.deadline:
                 _cancel_quietly(provider, prediction.id)
@@ -271,7 +270,9 @@ class Attempt:
             return self._complete(job, images, reporter, metadata)
         if prediction.status == "failed":
             raise PermanentError(f"The model failed: {_first_line(prediction.error)}", code="GENERATION_FAILED")
-        # canceled or aborted on the provider's side, not by our client (that is a job cancel).
+        # Canceled or aborted. Past the deadline, that was us (or Cancel-After): a timeout. A
+        # cancel by our client otherwise is a job cancel, which already ended the job.
+        self._check_deadline()
         error = JobError(code="PROVIDER_CANCELLED", message="The prediction was cancelled on Replicate")
         job = store().transition(
             job.job_id, JobStatus.CANCELLED, attempt=job.attempt, change=lambda j: setattr(j, "error", error)
@@ -333,7 +334,10 @@ class ProgressReporter:
     def __call__(self, value: int | None) -> None:
         now = time.monotonic()
         if self.task_token and now - self.last_beat >= self.beat_every:
-            send_task_heartbeat(self.task_token)
+            try:
+                send_task_heartbeat(self.task_token)
+            except Exception:  # a missed beat is retried next time; it must not fail the work
+                logger.warning("Heartbeat failed")
             self.last_beat = now
         if value is None:
             return
@@ -346,11 +350,6 @@ class ProgressReporter:
 
 def attempt_seed(job_id: str, attempt: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{job_id}:{attempt}".encode()).digest()[:4], "big")
-
-
-def _scaled(progress: float | None) -> int | None:
-    """Provider progress (0-1) as job progress: 5-90, leaving room for the copy of the outputs."""
-    return None if progress is None else 5 + int(progress * 85)
 
 
 def _first_line(text: str | None, limit: int = 300) -> str:
@@ -379,26 +378,3 @@ def cancel_prediction(job: Job) -> None:
     """Cancel the job's prediction on the provider, if it has one (the finalizer's clean-up)."""
     if job.prediction_id and not get_settings().mock_mode:
         _cancel_quietly(_provider(), job.prediction_id)
-
-
-# ---- workflow callbacks -------------------------------------------------------------------------
-CALLBACK_GONE = ("InvalidToken", "TaskTimedOut", "TaskDoesNotExist")
-
-
-def send_task_success(task_token: str, result: dict[str, Any]) -> bool:
-    """Resume a waiting state. False if it no longer waits (duplicate, timed out, stopped)."""
-    try:
-        client("stepfunctions").send_task_success(taskToken=task_token, output=json.dumps(result))
-        return True
-    except Exception as exc:
-        if error_code(exc) in CALLBACK_GONE:
-            return False
-        raise
-
-
-def send_task_heartbeat(task_token: str) -> None:
-    try:
-        client("stepfunctions").send_task_heartbeat(taskToken=task_token)
-    except Exception as exc:
-        if error_code(exc) not in CALLBACK_GONE:
-            logger.warning("Heartbeat failed", extra={"error": error_code(exc) or type(exc).__name__})

@@ -18,7 +18,7 @@ from shared.models import GenerateRequest
 FLUX_SCHNELL = "black-forest-labs/flux-schnell"
 SDXL = "stability-ai/sdxl"
 # stability-ai/sdxl is a community model: it runs by version.
-SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+SDXL_VERSION = "39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
 
 FLUX_ASPECT_RATIOS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"}
 

@@ -75,6 +75,8 @@ class OutputView(BaseModel):
 
 class JobDetail(JobStatusView):
     request: GenerateRequest
+    model: str | None = Field(description="The model that runs the job; null for mock generation")
+    prediction_id: str | None = Field(description="The current attempt's prediction on Replicate")
     started_at: datetime | None = None
     finished_at: datetime | None = None
     deadline_at: datetime | None = None
@@ -101,6 +103,8 @@ class JobDetail(JobStatusView):
         return cls(
             **JobStatusView.of(job).model_dump(),
             request=job.request,
+            model=job.model,
+            prediction_id=job.prediction_id,
             started_at=job.started_at,
             finished_at=job.finished_at,
             deadline_at=job.deadline_at,
@@ -153,6 +157,34 @@ class Stats(BaseModel):
             success_rate=round(completed / (completed + failed), 4) if completed + failed else None,
             average_duration_seconds=round(counters["duration_ms"] / completed / 1000, 3) if completed else None,
         )
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str | None = Field(description="Replicate model version, for community models")
+    parameters: list[str] = Field(description="The `parameters` fields this model accepts")
+
+
+class ModelList(BaseModel):
+    default: str | None = Field(description="What runs a request that names no model (null: mock generation)")
+    models: list[ModelInfo]
+
+    @classmethod
+    def of(cls, settings) -> ModelList:
+        from shared.catalog import MODELS
+
+        always = {"num_outputs", "seed"}
+        return cls(
+            default=None if settings.mock_mode else settings.default_model,
+            models=[
+                ModelInfo(name=m.name, version=m.version, parameters=sorted(m.supported | always))
+                for m in MODELS.values()
+            ],
+        )
+
+
+class WebhookAck(BaseModel):
+    outcome: str
 
 
 class Health(BaseModel):

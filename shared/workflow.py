@@ -8,9 +8,13 @@ known without storing it.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from shared.aws import client, error_code
 from shared.settings import get_settings
+
+# What Step Functions answers for a token that no longer waits (used, timed out, stopped).
+CALLBACK_GONE = ("InvalidToken", "TaskTimedOut", "TaskDoesNotExist")
 
 
 def execution_name(job_id: str, attempt: int) -> str:
@@ -51,3 +55,25 @@ def stop(job_id: str, attempt: int, cause: str) -> None:
     except Exception as exc:
         if error_code(exc) not in ("ExecutionDoesNotExist", "ExecutionNotFound"):
             raise
+
+
+def send_task_success(task_token: str, result: dict[str, Any]) -> bool:
+    """Resume a state waiting for this token. False if it no longer waits (duplicate, too late)."""
+    try:
+        client("stepfunctions").send_task_success(taskToken=task_token, output=json.dumps(result))
+        return True
+    except Exception as exc:
+        if error_code(exc) in CALLBACK_GONE:
+            return False
+        raise
+
+
+def send_task_heartbeat(task_token: str) -> bool:
+    """Tell a waiting state the work is alive. False if it no longer waits."""
+    try:
+        client("stepfunctions").send_task_heartbeat(taskToken=task_token)
+        return True
+    except Exception as exc:
+        if error_code(exc) in CALLBACK_GONE:
+            return False
+        raise

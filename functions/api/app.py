@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -10,8 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
-from shared import jobs
-from shared.errors import ServiceError
+from shared import jobs, webhooks
+from shared.errors import InvalidParameter, ServiceError
 from shared.models import GenerateRequest, JobStatus
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
@@ -24,7 +25,9 @@ from shared.schemas import (
     JobPage,
     JobStatusView,
     JobSummary,
+    ModelList,
     Stats,
+    WebhookAck,
 )
 from shared.settings import get_settings
 
@@ -33,6 +36,7 @@ TITLE = "Media generation API"
 DESCRIPTION = "Submit a prompt, follow the job, download the images. OpenAPI document: /openapi.json"
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="The job id returned by generate")]
 ERROR_DESCRIPTIONS = {
+    401: "Signature missing, invalid or stale",
     404: "No such job",
     409: "Not possible in the job's current status",
     422: "Invalid input: `errors` names each offending field",
@@ -101,6 +105,36 @@ def retry_job(job_id: JobId) -> Response[JobAccepted]:
     return _accepted(JobAccepted.of(job, message=f"Attempt {job.attempt} accepted"))
 
 
+@app.get(f"{API_PREFIX}/models")
+def list_models() -> ModelList:
+    """The models a request may name, and the default one."""
+    return ModelList.of(get_settings())
+
+
+@app.post(
+    f"{API_PREFIX}/webhooks/replicate",
+    responses=responses(200, "Delivery processed (or ignored as stale or duplicate)", 401, 422),
+    tags=["provider"],
+)
+def replicate_webhook(
+    job_id: Annotated[str, Query(max_length=64)],
+    attempt: Annotated[int, Query(ge=1)],
+    nonce: Annotated[str, Query(max_length=64)],
+) -> WebhookAck:
+    """Replicate's prediction webhooks, authenticated by their Standard Webhooks signature."""
+    body = app.current_event.decoded_body or ""
+    webhooks.authenticate(app.current_event.headers, body)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise InvalidParameter("body", "not a prediction") from None
+    if not isinstance(payload, dict) or "id" not in payload:
+        raise InvalidParameter("body", "not a prediction")
+    outcome = webhooks.deliver(job_id, attempt, nonce, payload)
+    logger.info("Webhook delivered", extra={"job_id": job_id, "outcome": outcome})
+    return WebhookAck(outcome=outcome)
+
+
 @app.get(f"{API_PREFIX}/stats")
 def stats() -> Stats:
     """Jobs per status, success rate and mean duration (read from counters: constant cost)."""
@@ -123,6 +157,10 @@ def openapi_document() -> Response[str]:
 # ---- errors: one shape for all of them ---------------------------------------------------------
 @app.exception_handler(ServiceError)
 def service_error(exc: ServiceError) -> Response:
+    if isinstance(exc, webhooks.WebhookRejected):
+        logger.warning("Webhook rejected", extra={"reason": exc.reason})
+    if isinstance(exc, InvalidParameter):
+        return _error(422, exc.code, exc.message, [FieldError(field=exc.field, location="body", message=exc.reason)])
     return _error(exc.status_code, exc.code, exc.message)
 
 

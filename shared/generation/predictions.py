@@ -30,6 +30,11 @@ def progress_from_logs(logs: str | None) -> float | None:
     return None
 
 
+def job_progress(fraction: float | None) -> int | None:
+    """Provider progress (0-1) as job progress: 5-90, leaving room for copying the outputs."""
+    return None if fraction is None else 5 + int(fraction * 85)
+
+
 @dataclass(frozen=True)
 class PredictionState:
     id: str

@@ -93,19 +93,22 @@ class Replicate:
 
     def find(self, model: Model, input: dict[str, Any], since: datetime) -> list[PredictionState]:
         """Our predictions created since `since` with this prompt and seed (newest first): how an
-        ambiguous create is resolved. The seed is drawn per attempt, so the pair is unique."""
-        found: list[PredictionState] = []
+        ambiguous create is resolved. The seed is drawn per attempt, so the pair is unique.
+
+        Reads the first page as raw JSON: one "aborted" prediction on it would make the client's
+        parser reject the whole page."""
         try:
-            page = self.client.predictions.list()
+            page = self.client._request("GET", "/v1/predictions").json()
         except Exception as exc:
             raise self._translate(exc) from None
-        for prediction in page.results:
-            state = self._state(prediction)
+        found: list[PredictionState] = []
+        for data in page.get("results", []):
+            state = PredictionState.from_json(data)
             created = _parse_time(state.created_at)
             if created and created < since - timedelta(seconds=30):
                 break
             same = all(state.input.get(key) == input.get(key) for key in ("prompt", "seed"))
-            if same and getattr(prediction, "model", None) in (model.name, None):
+            if same and data.get("model") in (model.name, None):
                 found.append(state)
         return found
 
