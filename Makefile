@@ -11,10 +11,17 @@ EMULATOR_PORT ?= 4566
 export PORT EMULATOR_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test invoke lint lock clean
+.PHONY: help install dev dev-replicate test invoke lint lock clean bundle synth bootstrap diff deploy destroy
+
+# AWS deployment (see README "Deploy to AWS"). The CDK CLI is pinned in package.json (aws-cdk 2.x:
+# npm's `latest` tag is a 3.0.0 build that cannot read this aws-cdk-lib's output).
+CDK := node_modules/.bin/cdk
+CDK_ARGS ?=
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
+export CDK_DISABLE_CLI_TELEMETRY = true
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +33,9 @@ install: $(STAMP) ## Create .venv with everything pinned (runs automatically)
 
 dev: $(STAMP) ## Serve the API on http://127.0.0.1:$(PORT) over the embedded AWS emulation
 	$(BIN)/python -m local.dev
+
+dev-replicate: $(STAMP) ## Like dev, but generating on the Replicate test double (real client, webhooks)
+	$(BIN)/python -m local.dev --replicate-double
 
 test: $(STAMP) ## Run the test suite (unit + the whole pipeline on the emulation)
 	$(BIN)/python -m pytest
@@ -45,5 +55,28 @@ lock: ## Re-pin every transitive dependency after changing pyproject.toml
 	.venv-lock/bin/python -m pip freeze --exclude-editable | sort > requirements.lock
 	rm -rf .venv-lock
 
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+bundle: $(STAMP) ## Build the Lambda packages in build/ (arm64 wheels from PyPI, no Docker)
+	$(BIN)/python -m infra.bundle
+
+synth: bundle $(CDK) ## Synthesize the CloudFormation template into cdk.out/ (no AWS account needed)
+	AWS_EC2_METADATA_DISABLED=true $(CDK) synth --quiet --no-notices $(CDK_ARGS)
+	@echo "Template: cdk.out/$$(ls cdk.out | grep -m1 '\.template\.json$$')"
+
+bootstrap: $(CDK) ## Once per account and region: the CDK's staging bucket and deploy roles
+	$(CDK) bootstrap --no-notices $(CDK_ARGS)
+
+diff: bundle $(CDK) ## Show what `make deploy` would change in your AWS account
+	$(CDK) diff --no-notices $(CDK_ARGS)
+
+deploy: bundle $(CDK) ## Deploy to AWS (credentials + `cdk bootstrap` once); outputs in cdk-outputs.json
+	$(CDK) deploy --no-notices --require-approval broadening --outputs-file cdk-outputs.json $(CDK_ARGS)
+
+destroy: bundle $(CDK) ## Delete the stack (a production stage keeps its table, bucket, secret, logs)
+	$(CDK) destroy --no-notices $(CDK_ARGS)
+
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache cdk.out build
+	rm -rf $(VENV) .pytest_cache .ruff_cache cdk.out build node_modules cdk-outputs.json

@@ -1,0 +1,152 @@
+"""Deployment options, read from CDK context (`cdk.json`, or `-c key=value` on the command line).
+
+Every option has a default in `DEFAULTS` (mirrored in cdk.json, so `cdk context` shows them). The
+job settings are validated by the functions' own settings model, so a value the functions would
+refuse at run time fails the synth instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from infra import spec
+from shared.settings import Settings
+
+DEFAULTS: dict[str, Any] = {
+    # Name of the deployment: part of the stack and function names. "prod" keeps data on delete.
+    "stage": "dev",
+    "productionStages": ["prod"],
+    # The Replicate model the worker runs when a request names none.
+    "defaultModel": "black-forest-labs/flux-schnell",
+    # Job lifecycle: the functions' settings of the same name (see the README's settings table).
+    "jobTimeout": 600,
+    "maxRetryAttempts": 3,
+    "retryIntervalSeconds": 2,
+    "presignedUrlTtl": 3600,
+    "jobRetentionDays": 30,
+    # Operations.
+    "logLevel": "INFO",
+    "logRetentionDays": 30,
+    "apiThrottleRateLimit": 20,
+    "apiThrottleBurstLimit": 40,
+    "pendingJobAlarmSeconds": 300,
+    "alarmEmail": "",
+    # "bundles": ship build/<function> (made by `make bundle`). "source": ship the bare source
+    # directories, for offline synth in tests only (such a template does not run on Lambda).
+    "assets": "bundles",
+}
+
+STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+@dataclass(frozen=True)
+class Config:
+    stage: str
+    production: bool
+    default_model: str
+    job_timeout: int
+    max_retry_attempts: int
+    retry_interval_seconds: int
+    presigned_url_ttl: int
+    job_retention_days: int
+    log_level: str
+    log_retention_days: int
+    api_throttle_rate_limit: int
+    api_throttle_burst_limit: int
+    pending_job_alarm_seconds: int
+    alarm_email: str
+    assets: str
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of the physical names this stage sets itself (functions)."""
+        return f"media-generation-{self.stage}"
+
+    @classmethod
+    def from_context(cls, get: Any) -> Config:
+        """`get(key)` returns the context value or None (e.g. `node.try_get_context`)."""
+        raw = {key: _value(get(key), default) for key, default in DEFAULTS.items()}
+        stage = str(raw["stage"])
+        if not STAGE.match(stage):
+            raise ValueError(f"stage {stage!r}: lower-case letters, digits and '-', 1-20 characters")
+        if str(raw["logLevel"]).upper() not in LOG_LEVELS:
+            raise ValueError(f"logLevel must be one of {sorted(LOG_LEVELS)}")
+        if raw["assets"] not in ("bundles", "source"):
+            raise ValueError("assets must be 'bundles' or 'source'")
+        config = cls(
+            stage=stage,
+            production=stage in raw["productionStages"],
+            default_model=str(raw["defaultModel"]),
+            job_timeout=int(raw["jobTimeout"]),
+            max_retry_attempts=int(raw["maxRetryAttempts"]),
+            retry_interval_seconds=int(raw["retryIntervalSeconds"]),
+            presigned_url_ttl=int(raw["presignedUrlTtl"]),
+            job_retention_days=int(raw["jobRetentionDays"]),
+            log_level=str(raw["logLevel"]).upper(),
+            log_retention_days=int(raw["logRetentionDays"]),
+            api_throttle_rate_limit=int(raw["apiThrottleRateLimit"]),
+            api_throttle_burst_limit=int(raw["apiThrottleBurstLimit"]),
+            pending_job_alarm_seconds=int(raw["pendingJobAlarmSeconds"]),
+            alarm_email=str(raw["alarmEmail"] or ""),
+            assets=str(raw["assets"]),
+        )
+        config.settings()  # the functions' own validation: fail the synth, not the first job
+        return config
+
+    def settings(self) -> Settings:
+        """The functions' settings as deployed: these options, the model's defaults for the rest."""
+        return _DeploySettings(**self.function_settings())
+
+    def workflow_settings(self) -> spec.WorkflowSettings:
+        """The settings baked into the workflow, from the same Settings as the functions'."""
+        return spec.WorkflowSettings.from_settings(self.settings())
+
+    def workflow_setting_names(self) -> set[str]:
+        """The Settings fields the workflow definition depends on (spec.WorkflowSettings reads them):
+        the functions get them too, so the two never disagree."""
+        recorder = _ReadRecorder(self.settings())
+        spec.WorkflowSettings.from_settings(recorder)
+        return recorder.read
+
+    def function_settings(self) -> dict[str, Any]:
+        """The job settings every function reads, by their field name in shared/settings.py."""
+        return {
+            "job_timeout": self.job_timeout,
+            "max_retry_attempts": self.max_retry_attempts,
+            "retry_interval_seconds": self.retry_interval_seconds,
+            "presigned_url_ttl": self.presigned_url_ttl,
+            "job_retention_days": self.job_retention_days,
+            "default_model": self.default_model,
+        }
+
+
+class _ReadRecorder:
+    """Stands in for Settings and notes which fields are read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings, self.read = settings, set()
+
+    def __getattr__(self, name: str) -> Any:
+        self.read.add(name)
+        return getattr(self._settings, name)
+
+
+class _DeploySettings(Settings):
+    """Settings from explicit values only: the environment of the machine that synthesizes (or a
+    test's emulation) must not leak into the template."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[override]
+        return (init_settings,)
+
+
+def _value(value: Any, default: Any) -> Any:
+    # `-c key=value` always gives a string: turn it into the default's type.
+    if value is None:
+        return default
+    if isinstance(default, list) and isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value

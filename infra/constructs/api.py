@@ -1,0 +1,130 @@
+"""HTTP API (API Gateway v2) in front of the api function: every route of functions/api/app.py,
+IAM-authenticated (SigV4) by default, throttled, with JSON access logs.
+
+Why IAM rather than JWT: it needs no identity provider to deploy or to call (any IAM user or role
+with execute-api:Invoke, e.g. `curl --aws-sigv4`), and access is granted and revoked with the rest
+of the account's IAM. The provider's webhook route is the exception: Replicate cannot sign with
+SigV4, so that route has no authorizer and the function checks the Standard Webhooks signature.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
+from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
+from constructs import Construct
+
+from infra.config import Config
+from infra.constructs import log_group, suppress
+
+GET, POST = apigw.HttpMethod.GET, apigw.HttpMethod.POST
+# The routes of functions/api/app.py (a test checks that the two lists agree).
+ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
+    (POST, "/api/v1/generate"),
+    (GET, "/api/v1/status/{job_id}"),
+    (GET, "/api/v1/jobs/{job_id}"),
+    (GET, "/api/v1/jobs"),
+    (POST, "/api/v1/jobs/{job_id}/cancel"),
+    (POST, "/api/v1/jobs/{job_id}/retry"),
+    (GET, "/api/v1/stats"),
+    (GET, "/api/v1/models"),
+    (GET, "/health"),
+    (GET, "/docs"),
+    (GET, "/openapi.json"),
+)
+WEBHOOK_ROUTE = (POST, "/api/v1/webhooks/replicate")
+STAGE = "$default"
+
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "caller": "$context.identity.caller",
+    "userArn": "$context.identity.userArn",
+    "requestTime": "$context.requestTime",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "latency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationError": "$context.integrationErrorMessage",
+    "authorizerError": "$context.authorizer.error",
+}
+
+
+class Api(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
+        super().__init__(scope, id)
+        self.http_api = apigw.HttpApi(
+            self,
+            "HttpApi",
+            api_name=config.prefix,
+            description="Media generation API (IAM-authenticated)",
+            default_authorizer=HttpIamAuthorizer(),
+            # Our own stage below, for throttling and access logs.
+            create_default_stage=False,
+        )
+        self.access_logs = log_group(self, "AccessLogs", config)
+        self.stage = apigw.HttpStage(
+            self,
+            "DefaultStage",
+            http_api=self.http_api,
+            stage_name=STAGE,
+            auto_deploy=True,
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.api_throttle_rate_limit, burst_limit=config.api_throttle_burst_limit
+            ),
+        )
+        stage: apigw.CfnStage = self.stage.node.default_child  # type: ignore[assignment]
+        stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
+            destination_arn=self.access_logs.log_group_arn, format=json.dumps(ACCESS_LOG_FORMAT)
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """https://<id>.execute-api.<region>.amazonaws.com: the $default stage serves at the root.
+        Depends on the API resource only, so functions can know it without a dependency cycle."""
+        return self.http_api.api_endpoint
+
+    def route_to(self, handler: lambda_.IFunction) -> None:
+        integration = HttpLambdaIntegration("ApiFunction", handler)
+        for method, path in ROUTES:
+            self.http_api.add_routes(path=path, methods=[method], integration=integration)
+        method, path = WEBHOOK_ROUTE
+        (webhook,) = self.http_api.add_routes(
+            path=path, methods=[method], integration=integration, authorizer=apigw.HttpNoneAuthorizer()
+        )
+        suppress(
+            webhook,
+            "APIG4",
+            "Replicate's webhook cannot sign with SigV4: the api function verifies its Standard Webhooks "
+            "signature (HMAC with the webhook secret) and timestamp instead.",
+        )
+
+    def invoke_policy(self) -> iam.ManagedPolicy:
+        """A managed policy to attach to the users or roles that may call the API."""
+        routes = Stack.of(self).format_arn(
+            service="execute-api",
+            resource=self.http_api.api_id,
+            resource_name=f"{STAGE}/*",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        policy = iam.ManagedPolicy(
+            self,
+            "InvokePolicy",
+            description="Call the media generation API (attach to the callers' users or roles)",
+            statements=[iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[routes])],
+        )
+        suppress(
+            policy,
+            "IAM5",
+            "Every method and route of this one API's stage: the policy is for the API's callers.",
+            applies_to=(
+                r"/^Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<ApiHttpApi[0-9A-F]{8}>\/\$default\/\*$/g",
+            ),
+        )
+        return policy

@@ -1,0 +1,69 @@
+"""Jobs table, built from infra/spec.py TABLE (the shape the emulation creates too)."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra import spec
+from infra.config import Config
+from infra.constructs import removal_policy
+
+
+def _attribute(name: str) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
+
+
+class JobsStore(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
+        super().__init__(scope, id)
+        self.table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=_attribute(spec.TABLE.partition_key),
+            # On demand: nothing to pay while idle, no capacity to plan.
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=spec.TABLE.ttl_attribute,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=config.production,
+            removal_policy=removal_policy(config),
+        )
+        for index in spec.TABLE.indexes:
+            self.table.add_global_secondary_index(
+                index_name=index.name,
+                partition_key=_attribute(index.partition_key),
+                sort_key=_attribute(index.sort_key),
+                # Keys only: progress writes never touch the indexes; a page is Query + BatchGetItem.
+                projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+            )
+
+    def index_arns(self) -> list[str]:
+        return [f"{self.table.table_arn}/index/{index.name}" for index in spec.TABLE.indexes]
+
+    def grant_job_writes(self, grantee: iam.IGrantable) -> None:
+        """Read a job and change it: every status change is a conditional Put + counter Update in one
+        TransactWriteItems (authorized per item action), progress a conditional UpdateItem."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
+                resources=[self.table.table_arn],
+            )
+        )
+
+    def grant_listing(self, grantee: iam.IGrantable) -> None:
+        """List jobs (Query on the two indexes, then BatchGetItem) and read the stats counters."""
+        principal = grantee.grant_principal
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=self.index_arns())
+        )
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["dynamodb:BatchGetItem"], resources=[self.table.table_arn])
+        )

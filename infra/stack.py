@@ -1,0 +1,216 @@
+"""The whole service in one stack: the capabilities of infra/constructs/, wired together.
+
+What each function may do is one table (ACCESS); each entry becomes explicit IAM statements on
+exact resources (see the grant_* methods of the constructs).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack, Tags
+from aws_cdk.aws_lambda_event_sources import SqsEventSource
+from constructs import Construct
+
+from infra import spec
+from infra.config import Config
+from infra.constructs import suppress
+from infra.constructs.api import Api
+from infra.constructs.functions import ServiceFunction
+from infra.constructs.jobs_store import JobsStore
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.queue import JobsQueue
+from infra.constructs.secrets import ProviderSecret
+from infra.constructs.storage import OutputsStorage
+from infra.constructs.workflow import FINALIZER, JobWorkflow
+from shared.observability import NAMESPACE, SERVICE
+
+# What each function of infra/spec.py may do (and nothing else).
+ACCESS: dict[str, frozenset[str]] = {
+    "api": frozenset(
+        {
+            "jobs:write",
+            "jobs:list",
+            "queue:send",
+            "outputs:read",
+            "secret:read",
+            "workflow:stop",
+            "workflow:callback",
+        }
+    ),
+    "dispatcher": frozenset({"jobs:write", "queue:consume", "workflow:start"}),
+    # Heartbeats and completes its own task token (mock and fast predictions), polls the provider.
+    "worker": frozenset({"jobs:write", "outputs:write", "secret:read", "workflow:callback"}),
+    # Cancels the provider's prediction of a job that failed.
+    "finalizer": frozenset({"jobs:write", "secret:read"}),
+}
+
+# The functions that start predictions, so tell the provider where to send its webhooks.
+CALLED_BACK = frozenset({"worker"})
+
+
+class MediaGenerationStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, config: Config, **kwargs) -> None:
+        super().__init__(scope, id, description=f"Media generation service ({config.stage})", **kwargs)
+        Tags.of(self).add("project", "media-generation")
+        Tags.of(self).add("stage", config.stage)
+        missing = set(spec.FUNCTIONS) - set(ACCESS)
+        if missing:
+            raise ValueError(f"infra/stack.py ACCESS: say what {sorted(missing)} may do")
+
+        storage = OutputsStorage(self, "Storage", config=config)
+        jobs = JobsStore(self, "Jobs", config=config)
+        queues = JobsQueue(self, "Queue")
+        secret = ProviderSecret(self, "ProviderSecret", config=config)
+        api = Api(self, "Api", config=config)
+        settings = config.workflow_settings()
+
+        common_env = {
+            spec.RESOURCE_ENV["table"]: jobs.table.table_name,
+            spec.RESOURCE_ENV["queue"]: queues.queue.queue_url,
+            spec.RESOURCE_ENV["bucket"]: storage.bucket.bucket_name,
+            "QUEUE_MAX_RECEIVE_COUNT": str(spec.QUEUE.max_receive_count),
+            **_settings_env(config),
+            "POWERTOOLS_SERVICE_NAME": SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": config.log_level,
+        }
+        functions: dict[str, ServiceFunction] = {}
+        for name, function in spec.FUNCTIONS.items():
+            env = dict(common_env)
+            if "secret:read" in ACCESS[name]:
+                env["REPLICATE_SECRET_ARN"] = secret.secret.secret_arn
+            if name in CALLED_BACK:
+                # Where the provider calls back. The API resource does not depend on any function,
+                # so this adds no cycle (unlike the state machine, which depends on this function).
+                env["WEBHOOK_BASE_URL"] = api.endpoint
+            functions[name] = ServiceFunction(
+                self,
+                f"{name.title()}Function",
+                function=function,
+                config=config,
+                environment=env,
+                # Execution-status events the finalizer failed on, after Lambda's async retries.
+                dead_letter_queue=queues.failed_events if name == FINALIZER else None,
+            )
+        lambdas = {name: f.function for name, f in functions.items()}
+
+        workflow = JobWorkflow(
+            self,
+            "Workflow",
+            config=config,
+            settings=settings,
+            functions=lambdas,
+            failed_events=queues.failed_events,
+        )
+        api.route_to(lambdas["api"])
+
+        grants = {
+            "jobs:write": jobs.grant_job_writes,
+            "jobs:list": jobs.grant_listing,
+            "queue:send": queues.grant_send,
+            "outputs:read": storage.grant_read_outputs,
+            "outputs:write": storage.grant_write_outputs,
+            "secret:read": secret.grant_read,
+            "workflow:start": workflow.grant_start,
+            "workflow:stop": workflow.grant_stop,
+            "workflow:callback": workflow.grant_task_response,
+        }
+        for name, function in functions.items():
+            for capability in sorted(ACCESS[name] - {"queue:consume"}):
+                grants[capability](function.role)
+            if ACCESS[name] & {"workflow:start", "workflow:stop"}:
+                function.function.add_environment(
+                    spec.RESOURCE_ENV["state_machine"], workflow.state_machine.state_machine_arn
+                )
+            if "queue:consume" in ACCESS[name]:
+                function.function.add_event_source(
+                    SqsEventSource(
+                        queues.queue,
+                        batch_size=spec.QUEUE.batch_size,
+                        max_batching_window=Duration.seconds(spec.QUEUE.max_batching_window_seconds),
+                        # Bounds how fast workflows start: the provider's rate limit (spec.QUEUE).
+                        max_concurrency=spec.QUEUE.max_concurrency,
+                        report_batch_item_failures=True,
+                    )
+                )
+            _suppress_function_findings(function)
+
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            functions=lambdas,
+            queue=queues.queue,
+            dead_letter_queues={
+                "JobsDeadLetterQueue": queues.dead_letter_queue,
+                "FailedEvents": queues.failed_events,
+            },
+            state_machine=workflow.state_machine,
+            http_api=api.http_api,
+        )
+        _suppress_workflow_findings(workflow)
+
+        invoke_policy = api.invoke_policy()
+        outputs = {
+            "ApiUrl": (api.stage.url, "Base URL of the API (SigV4-signed requests, service execute-api)"),
+            "ApiInvokePolicyArn": (
+                invoke_policy.managed_policy_arn,
+                "Attach to the users or roles that call the API",
+            ),
+            "ReplicateSecretArn": (secret.secret.secret_arn, 'Put {"api_token": "r8_..."} here'),
+            "OutputsBucketName": (storage.bucket.bucket_name, "Generated images"),
+            "JobsTableName": (jobs.table.table_name, "Jobs table"),
+            "JobsQueueUrl": (queues.queue.queue_url, "Jobs queue"),
+            "DeadLetterQueueUrl": (queues.dead_letter_queue.queue_url, "Job messages nobody could dispatch"),
+            "FailedEventsQueueUrl": (queues.failed_events.queue_url, "Execution events the finalizer missed"),
+            "StateMachineArn": (workflow.state_machine.state_machine_arn, "Job workflow"),
+            "AlarmTopicArn": (monitoring.topic.topic_arn, "Subscribe to receive the alarms"),
+            "DashboardUrl": (
+                f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
+                f"#dashboards:name={monitoring.dashboard.dashboard_name}",
+                "CloudWatch dashboard",
+            ),
+        }
+        for key, (value, description) in outputs.items():
+            CfnOutput(self, key, value=value, description=description)
+
+
+def _settings_env(config: Config) -> dict[str, str]:
+    """The job settings (and those baked into the workflow), as the functions' env variables: the
+    functions and the workflow definition always agree."""
+    settings = config.settings()
+    names = set(config.function_settings()) | config.workflow_setting_names()
+    return {name.upper(): str(getattr(settings, name)) for name in sorted(names) if hasattr(settings, name)}
+
+
+def _suppress_function_findings(function: ServiceFunction) -> None:
+    suppress(
+        function.function,
+        "L1",
+        "python3.12 on purpose: the packages are built from wheels for it (infra/bundle.py); moving to a "
+        "newer runtime is a change of both constants and a test run.",
+    )
+    # Each wildcard is also listed, with its reason, in tests/infra/test_iam.py.
+    suppress(
+        function.role,
+        "IAM5",
+        "Resource '*': X-Ray's PutTraceSegments/PutTelemetryRecords and Step Functions' SendTask* accept "
+        "no resource. outputs/*: output keys are made per job at run time. execution:<machine>:*: "
+        "execution names are made per job attempt.",
+        applies_to=(
+            "Resource::*",
+            r"/^Resource::<StorageBucket[0-9A-F]{8}\.Arn>\/outputs\/\*$/g",
+            r"/^Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<WorkflowStateMachine[0-9A-F]{8}\.Name>:\*$/g",
+        ),
+        children=True,
+    )
+
+
+def _suppress_workflow_findings(workflow: JobWorkflow) -> None:
+    suppress(
+        workflow.role,
+        "IAM5",
+        "CloudWatch Logs delivery and X-Ray actions accept no resource (CDK adds them for the logging and "
+        "tracing of the state machine); the Lambda invocations name the exact functions.",
+        applies_to=("Resource::*",),
+        children=True,
+    )
