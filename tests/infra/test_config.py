@@ -1,0 +1,57 @@
+"""Deployment options from CDK context: defaults, `-c key=value` strings, and refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from infra.config import DEFAULTS, Config
+
+from .conftest import ROOT
+
+
+def context(**values):
+    return lambda key: values.get(key)
+
+
+def test_cdk_json_documents_every_option_with_its_default() -> None:
+    options = {
+        k: v
+        for k, v in json.loads((ROOT / "cdk.json").read_text())["context"].items()
+        if not k.startswith("@")
+    }
+    assert options == DEFAULTS
+
+
+def test_command_line_strings_are_converted() -> None:
+    config = Config.from_context(context(stage="prod", jobTimeout="900", productionStages="prod,staging"))
+    assert config.stage == "prod" and config.production
+    assert config.job_timeout == 900
+    assert Config.from_context(context(stage="staging", productionStages="prod,staging")).production
+    assert not Config.from_context(context(stage="dev")).production
+
+
+def test_values_the_functions_would_refuse_fail_the_synth() -> None:
+    with pytest.raises(ValidationError):
+        Config.from_context(context(jobTimeout="0"))
+    with pytest.raises(ValidationError):
+        Config.from_context(context(presignedUrlTtl="10"))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"stage": "Prod"}, {"stage": "a" * 21}, {"logLevel": "LOUD"}, {"assets": "docker"}],
+)
+def test_bad_options_are_refused(values: dict) -> None:
+    with pytest.raises(ValueError):
+        Config.from_context(context(**values))
+
+
+def test_log_retention_must_be_one_cloudwatch_accepts() -> None:
+    from infra.constructs import log_retention
+
+    assert log_retention(Config.from_context(context(logRetentionDays=90))).value == "THREE_MONTHS"
+    with pytest.raises(ValueError, match="logRetentionDays"):
+        log_retention(Config.from_context(context(logRetentionDays=31)))
