@@ -25,9 +25,10 @@ class FileRequest:
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
     status: int
-    tls: bool
+    tls: bool  # False: the plain-HTTP server (Fault.insecure_url)
+    prediction_id: str | None  # whose file it was, if it exists (or existed)
 
 
 class FileStore:
@@ -41,9 +42,9 @@ class FileStore:
             self._files[path] = file
 
     def get(self, path: str) -> StoredFile | None:
+        """The file at `path`, removed ones included (callers check `removed`)."""
         with self._lock:
-            file = self._files.get(path)
-            return None if file is None or file.removed else file
+            return self._files.get(path)
 
     def remove_prediction(self, prediction_id: str) -> None:
         with self._lock:
@@ -77,7 +78,7 @@ class FileHandler(QuietHandler):
         store: FileStore = self.server.owner.files
         path = self.path.split("?", 1)[0]
         file = store.get(path)
-        status = 200 if file else 404
+        status = 200 if file and not file.removed else 404
         store.log(
             FileRequest(
                 method=self.command,
@@ -85,9 +86,10 @@ class FileHandler(QuietHandler):
                 headers={k.lower(): v for k, v in self.headers.items()},
                 status=status,
                 tls=self.server.owner.files_port == self.server.port,
+                prediction_id=file.prediction_id if file else None,
             )
         )
-        if file is None:
+        if file is None or status == 404:
             payload = b"Not Found"
             self.send_response(404)
             self.send_header("Content-Type", "text/plain")

@@ -299,7 +299,8 @@ class ReplicateDouble:
             return self._public(self._records[prediction_id])
 
     def wait_until(self, check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-        """Block until check() is truthy (re-evaluated on every change in the double)."""
+        """Block until check() is truthy; it is re-evaluated, under the double's lock, on every
+        change in the double and at least every 0.1 s. Returns what check() returned."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not (result := check()):
@@ -325,9 +326,8 @@ class ReplicateDouble:
         self, check: Callable[[list[WebhookDelivery]], bool], timeout: float = 5.0
     ) -> list[WebhookDelivery]:
         """Block until check(deliveries so far) is true; returns the deliveries."""
-        return self.wait_until(
-            lambda: check(self._deliveries) and list(self._deliveries), timeout, "webhooks"
-        )
+        self.wait_until(lambda: check(list(self._deliveries)), timeout, "webhooks")
+        return self.webhook_deliveries
 
     # ---- scripting -----------------------------------------------------------------------------
     def script(self, match: Matcher, *faults: Fault, times: int = 1) -> Script:
@@ -450,11 +450,7 @@ class ReplicateDouble:
             return problem(400, detail="The request body must be a JSON object.")
         version = body.get("version")
         if not isinstance(version, str) or not version:
-            return problem(
-                422,
-                detail="- version is required\n",
-                invalid_fields=[{"type": "required", "field": "", "description": "version is required"}],
-            )
+            return invalid("required", "", "version is required")
         model = _resolve_version(version)
         if model is None:
             # The real API answers an unknown or inaccessible version with 422, not 404.
@@ -636,6 +632,8 @@ class ReplicateDouble:
                     direction, _, seq_text = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
                     seq = int(seq_text)
                 except (ValueError, binascii.Error):
+                    direction = ""
+                if direction not in ("older", "newer"):
                     return problem(400, detail="Invalid cursor.")
                 if direction == "older":
                     page = [r for r in newest_first if r.seq < seq][:size]

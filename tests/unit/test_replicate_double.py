@@ -181,7 +181,9 @@ def test_sync_create_of_an_official_model_returns_its_images(double: ReplicateDo
         image = Image.open(io.BytesIO(download(double, url).content))
         assert (image.format, image.size) == ("PNG", (672, 384))  # 1344x768 halved
     fetched = double.file_requests
-    assert [(r.method, r.status, r.tls) for r in fetched] == [("GET", 200, True)] * 2
+    assert [(r.method, r.status, r.tls, r.prediction_id) for r in fetched] == [
+        ("GET", 200, True, prediction.id)
+    ] * 2
     assert all("authorization" not in r.headers for r in fetched)  # no API token sent to the file host
 
 
