@@ -1,27 +1,61 @@
 """`make dev`: the whole service on this machine. API on 127.0.0.1:$PORT, AWS emulation on
-127.0.0.1:$EMULATOR_PORT, generation in mock mode unless REPLICATE_API_TOKEN is set."""
+127.0.0.1:$EMULATOR_PORT, generation in mock mode unless REPLICATE_API_TOKEN is set.
+
+`make dev-replicate` (`--replicate-double`) runs the real-provider path against the Replicate
+test double instead: the official client, signed webhooks to this API, outputs copied over HTTPS.
+Nothing leaves the machine and nothing is billed."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
 import threading
 import warnings
+from typing import Any
 
 from local.emulator import Emulator
 from shared.settings import get_settings
 
 
-def main() -> None:
+def start_replicate_double(api: str) -> Any:
+    """Point the provider settings at an in-process Replicate double; webhooks come to `api`."""
+    from local.replicate_double import ReplicateDouble
+
+    double = ReplicateDouble(processing_seconds=float(os.environ.get("DOUBLE_PROCESSING_SECONDS", "4"))).start()
+    os.environ.update(
+        {
+            "REPLICATE_API_TOKEN": double.token,
+            "REPLICATE_BASE_URL": double.base_url,
+            "REPLICATE_OUTPUT_HOSTS": double.files_host,
+            "SSL_CERT_FILE": str(double.ca_file),
+            "WEBHOOK_BASE_URL": os.environ.get("WEBHOOK_BASE_URL", api),
+        }
+    )
+    return double
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--replicate-double", action="store_true", help="generate on the Replicate test double")
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
     port = int(os.environ.get("PORT", "8000"))
     aws_port = int(os.environ.get("EMULATOR_PORT", "4566"))
-    emulator = Emulator(aws_port=aws_port, api_port=port).start()
     api = f"http://127.0.0.1:{port}"
-    mode = "mock generation: no REPLICATE_API_TOKEN" if get_settings().mock_mode else "generation on Replicate"
+    double = start_replicate_double(api) if args.replicate_double else None
+    emulator = Emulator(aws_port=aws_port, api_port=port).start()
+    settings = get_settings()
+    if double:
+        mode = f"generation on the Replicate test double at {double.base_url}, webhooks to {settings.webhook_base_url}"
+    elif settings.mock_mode:
+        mode = "mock generation: no REPLICATE_API_TOKEN"
+    else:
+        waiting = f"webhooks to {settings.webhook_base_url}" if settings.webhook_base_url else "polling"
+        mode = f"generation on Replicate ({settings.default_model}, {waiting})"
     print(
         f"\n  Media generation service is running ({mode})\n"
         f"  API               {api}\n"
@@ -41,6 +75,8 @@ def main() -> None:
         pass
     finally:
         emulator.stop()
+        if double:
+            double.stop()
 
 
 if __name__ == "__main__":

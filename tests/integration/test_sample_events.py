@@ -23,6 +23,14 @@ def fail_job(job_id: str) -> None:
     jobs.record_failure(job_id, 1, "PROVIDER_UNAVAILABLE", "test")
 
 
+def run_generate(job_id: str) -> None:
+    from functions.worker.app import handler
+    from local.lambdas import LambdaContext
+
+    event = load_event("worker/generate.json", job_id) | {"execution_started_at": to_iso(utcnow())}
+    handler(event, LambdaContext("worker"))
+
+
 # event file -> (function, set-up for the job the event names, check of the reply)
 CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, Any], None]]] = {
     "api/health.json": ("api", None, lambda r, j, e: r["statusCode"] == 200 or pytest.fail(r)),
@@ -48,6 +56,13 @@ CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, A
         lambda j: (seed_sample_job(j), fail_job(j)),
         lambda r, j, e: (r["statusCode"], body(r)["links"]["self"]) == (202, f"/api/v1/jobs/{j}") or pytest.fail(r),
     ),
+    "api/list-models.json": ("api", None, lambda r, j, e: len(body(r)["models"]) == 2 or pytest.fail(r)),
+    # As stored, the sample is long past the signature's 5-minute tolerance: refused, nothing changes.
+    "api/webhook-replicate.json": (
+        "api",
+        seed_sample_job,
+        lambda r, j, e: (r["statusCode"], body(r)["code"]) == (401, "INVALID_SIGNATURE") or pytest.fail(r),
+    ),
     "api/stats.json": ("api", None, lambda r, j, e: body(r)["total_jobs"] >= 0 or pytest.fail(r)),
     "api/docs.json": ("api", None, lambda r, j, e: "SwaggerUIBundle" in r["body"] or pytest.fail(r)),
     "api/openapi.json": ("api", None, lambda r, j, e: "/api/v1/generate" in body(r)["paths"] or pytest.fail(r)),
@@ -66,6 +81,11 @@ CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, A
         "worker",
         seed_sample_job,
         lambda r, j, e: r == {"status": "completed", "outputs": [f"outputs/{j}/1/0.png"]} or pytest.fail(r),
+    ),
+    "worker/collect.json": (
+        "worker",
+        lambda j: (seed_sample_job(j), run_generate(j)),
+        lambda r, j, e: r == {"status": "completed"} or pytest.fail(r),
     ),
     "finalizer/workflow-catch.json": (
         "finalizer",
