@@ -175,4 +175,3 @@ RESOURCE_ENV = {
     "bucket": "OUTPUTS_BUCKET_NAME",
     "state_machine": "STATE_MACHINE_ARN",
 }
-

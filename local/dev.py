@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  OpenAPI document  {api}/openapi.json\n"
         f"  Emulated AWS      {emulator.endpoint}  (e.g. aws --endpoint-url {emulator.endpoint} sqs list-queues)\n\n"
         f"  Try: curl -s -X POST {api}/api/v1/generate -H 'Content-Type: application/json' "
-        f"-d '{{\"prompt\": \"a lighthouse at dawn\"}}'\n"
+        f'-d \'{{"prompt": "a lighthouse at dawn"}}\'\n'
         f"  Ctrl-C to stop.\n",
         flush=True,
     )

@@ -237,9 +237,9 @@ class Emulator:
 
     def _create_table(self) -> str:
         table = spec.TABLE
-        attributes = {table.partition_key} | {i.partition_key for i in table.indexes} | {
-            i.sort_key for i in table.indexes
-        }
+        attributes = (
+            {table.partition_key} | {i.partition_key for i in table.indexes} | {i.sort_key for i in table.indexes}
+        )
         client("dynamodb").create_table(
             TableName=NAMES["table"],
             BillingMode="PAY_PER_REQUEST",

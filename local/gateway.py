@@ -78,8 +78,13 @@ class Gateway:
                     log.exception("api function crashed")
                     reply = {"statusCode": 502, "body": '{"message":"Internal Server Error"}'}
                 gateway._respond(self, reply)
-                log.info("%s %s -> %s (%.0f ms)", self.command, self.path, reply.get("statusCode"),
-                         (time.monotonic() - started) * 1000)
+                log.info(
+                    "%s %s -> %s (%.0f ms)",
+                    self.command,
+                    self.path,
+                    reply.get("statusCode"),
+                    (time.monotonic() - started) * 1000,
+                )
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 

@@ -27,9 +27,7 @@ def seed_sample_job(job_id: str = SAMPLE_JOB_ID) -> None:
 
     now = utcnow()
     request = GenerateRequest(prompt="a lighthouse at dawn", parameters={"width": 512, "height": 512})
-    jobs.store().create(
-        Job(job_id=job_id, status=JobStatus.PENDING, request=request, created_at=now, updated_at=now)
-    )
+    jobs.store().create(Job(job_id=job_id, status=JobStatus.PENDING, request=request, created_at=now, updated_at=now))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ from urllib.parse import urlencode
 from pydantic import BaseModel
 
 from shared import storage
-from shared.workflow import send_task_heartbeat, send_task_success
 from shared.catalog import Model, model_named
 from shared.errors import (
     AmbiguousCreate,
@@ -47,6 +46,7 @@ from shared.models import Job, JobError, JobStatus, OutputFile, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
 from shared.store import JobNotRunning
+from shared.workflow import send_task_heartbeat, send_task_success
 
 # Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
 WORKER_SAFETY_SECONDS = 5.0
@@ -151,7 +151,9 @@ class Attempt:
     def _mock_images(self, job: Job, reporter: ProgressReporter) -> list[GeneratedImage]:
         deadline = min(self.deadline, self.lambda_deadline)
         try:
-            return generator().generate(job.request, on_progress=lambda done: reporter(int(done * 90)), deadline=deadline)
+            return generator().generate(
+                job.request, on_progress=lambda done: reporter(int(done * 90)), deadline=deadline
+            )
         except DeadlineExceeded:
             raise DeadlineExceeded(f"The job did not finish within {self.task.job_timeout_seconds} seconds") from None
 
@@ -228,7 +230,9 @@ class Attempt:
         budget = int(min(self.deadline, self.lambda_deadline) - time.time()) - 1
         return max(0, min(self.settings.replicate_sync_wait_seconds, budget))
 
-    def _poll(self, provider: Any, job: Job, prediction: PredictionState, reporter: ProgressReporter) -> PredictionState:
+    def _poll(
+        self, provider: Any, job: Job, prediction: PredictionState, reporter: ProgressReporter
+    ) -> PredictionState:
         """Poll until the prediction ends, the job's deadline passes (cancel it, fail the job) or
         this Lambda runs out of time (return it unfinished: Collect takes over)."""
         interval = self.settings.poll_interval_seconds

@@ -162,7 +162,10 @@ def record_failure(job_id: str, attempt: int, code: str, message: str) -> Job | 
     """End an attempt `failed` with a reason. A no-op if it already ended (or was superseded)."""
     try:
         job = store().transition(
-            job_id, JobStatus.FAILED, attempt=attempt, change=lambda j: setattr(j, "error", JobError(code=code, message=message))
+            job_id,
+            JobStatus.FAILED,
+            attempt=attempt,
+            change=lambda j: setattr(j, "error", JobError(code=code, message=message)),
         )
     except InvalidTransition:
         logger.info("Attempt already ended; failure not recorded", extra={"code": code})

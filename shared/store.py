@@ -107,9 +107,7 @@ class JobStore:
 
     # ---- reads -------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
-        response = client("dynamodb").get_item(
-            TableName=self.table, Key={PK: {"S": job_id}}, ConsistentRead=True
-        )
+        response = client("dynamodb").get_item(TableName=self.table, Key={PK: {"S": job_id}}, ConsistentRead=True)
         if "Item" not in response or job_id.startswith(COUNTER_PREFIX):
             raise JobNotFound(job_id)
         return self._job(response["Item"])
@@ -202,10 +200,13 @@ class JobStore:
                 change(new)
             if to.terminal:
                 _close_attempt(new)
-            if _write_conflict(lambda: self._transact(self._replace(current, new), self._count(current, new))):
-                time.sleep(delay)
-                continue
-            return new
+            try:
+                self._transact(self._replace(current, new), self._count(current, new))
+                return new
+            except Exception as exc:
+                if not _lost_race(exc):
+                    raise
+            time.sleep(delay)  # someone else wrote first: re-read and re-check the transition
         raise StoreBusy(f"Job {job_id} is changing too often; try again")
 
     def set_progress(self, job_id: str, attempt: int, progress: int) -> None:
@@ -309,18 +310,12 @@ def _close_attempt(job: Job) -> None:
     )
 
 
-def _write_conflict(write: Callable[[], None]) -> bool:
-    """Run a conditional transaction; True if it lost a race (the caller re-reads and retries)."""
-    try:
-        write()
+def _lost_race(exc: Exception) -> bool:
+    """A conditional transaction refused because the item changed since it was read."""
+    if error_code(exc) != "TransactionCanceledException":
         return False
-    except Exception as exc:
-        if error_code(exc) != "TransactionCanceledException":
-            raise
-        reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
-        if any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons) or not reasons:
-            return True
-        raise
+    reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+    return not reasons or any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons)
 
 
 def _backoff() -> Iterable[float]:
@@ -349,4 +344,3 @@ def _decode_cursor(cursor: str, hash_name: str, hash_value: str) -> dict[str, An
     ):
         raise InvalidCursor()
     return {name: {"S": value} for name, value in plain.items()}
-

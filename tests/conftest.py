@@ -150,8 +150,10 @@ def executions_of(emulator: Emulator, job_id: str) -> list[dict[str, Any]]:
     from shared.aws import client
 
     assert emulator.resources
-    pages = client("stepfunctions").get_paginator("list_executions").paginate(
-        stateMachineArn=emulator.resources.state_machine_arn
+    pages = (
+        client("stepfunctions")
+        .get_paginator("list_executions")
+        .paginate(stateMachineArn=emulator.resources.state_machine_arn)
     )
     return [e for page in pages for e in page["executions"] if e["name"].startswith(f"{job_id}-")]
 

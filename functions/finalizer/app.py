@@ -51,5 +51,3 @@ def handler(event: dict, context) -> dict:
     if current.attempt == attempt:
         cancel_prediction(current)
     return {"job_id": job_id, "recorded": job is not None, "error": {"code": code, "message": message}}
-
-

@@ -30,10 +30,7 @@ class MockGenerator:
             on_progress((step + 1) / STEPS)
         params = request.parameters
         seed = params.seed if params.seed is not None else _seed_of(request.prompt)
-        return [
-            _draw(request.prompt, params.width, params.height, seed + index)
-            for index in range(params.num_outputs)
-        ]
+        return [_draw(request.prompt, params.width, params.height, seed + index) for index in range(params.num_outputs)]
 
 
 def _seed_of(prompt: str) -> int:
@@ -54,7 +51,9 @@ def _draw(prompt: str, width: int, height: int, seed: int) -> GeneratedImage:
     text = "\n".join(textwrap.wrap(prompt, chars_per_line)[:8])
     caption = f"MOCK {width}x{height} seed {seed}"
     draw.multiline_text((width // 20, height // 20), text, fill="white", font=font, stroke_width=2, stroke_fill="black")
-    draw.text((width // 20, height - height // 10), caption, fill="white", font=font, stroke_width=2, stroke_fill="black")
+    draw.text(
+        (width // 20, height - height // 10), caption, fill="white", font=font, stroke_width=2, stroke_fill="black"
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return GeneratedImage(

@@ -95,7 +95,9 @@ def test_the_default_model_completes_with_images_in_our_storage(api, provider, e
         assert prediction.get_calls >= 1 and not prediction.webhook
     if mode == "webhook":
         assert prediction.webhook.startswith(f"{emulator.gateway.url}/api/v1/webhooks/replicate?")
-        completed = [d for d in double.webhook_deliveries if d.prediction_id == prediction.id and d.event == "completed"]
+        completed = [
+            d for d in double.webhook_deliveries if d.prediction_id == prediction.id and d.event == "completed"
+        ]
         assert [d.status_code for d in completed] == [200]
         assert prediction.get_calls <= 1, "no polling while a webhook is expected"
 
@@ -151,7 +153,10 @@ def test_sdxl_runs_by_version_with_the_old_parameters_mapped(api, provider, doub
         ({"prompt": "x", "parameters": {"negative_prompt": "ugly"}}, "parameters.negative_prompt"),
         ({"prompt": "x", "parameters": {"num_inference_steps": 20}}, "parameters.num_inference_steps"),
         ({"prompt": "x", "parameters": {"width": 1000, "height": 304}}, "parameters.width"),
-        ({"prompt": "x", "model": "stability-ai/sdxl", "parameters": {"guidance_scale": 0}}, "parameters.guidance_scale"),
+        (
+            {"prompt": "x", "model": "stability-ai/sdxl", "parameters": {"guidance_scale": 0}},
+            "parameters.guidance_scale",
+        ),
         ({"prompt": "x", "model": "stability-ai/sdxl", "parameters": {"width": 2048}}, "parameters.width"),
     ],
 )
@@ -179,7 +184,10 @@ def test_default_model_setting_picks_the_model(api, provider, double):
     provider("sync", DEFAULT_MODEL="stability-ai/sdxl")
     prompt = unique_prompt("default sdxl")
     # The old service's example body, verbatim: SDXL accepts all of it.
-    body = {"prompt": prompt, "parameters": {"width": 512, "height": 512, "num_inference_steps": 20, "guidance_scale": 7.5}}
+    body = {
+        "prompt": prompt,
+        "parameters": {"width": 512, "height": 512, "num_inference_steps": 20, "guidance_scale": 7.5},
+    }
     response = api.post("/api/v1/generate", json=body)
     assert response.status_code == 202, response.text
     job = wait_until_done(api, response.json()["job_id"])

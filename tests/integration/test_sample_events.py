@@ -38,8 +38,10 @@ CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, A
     "api/generate-invalid.json": (
         "api",
         None,
-        lambda r, j, e: {x["field"] for x in body(r)["errors"]} == {"prompt", "parameters.width", "parameters.sampler"}
-        or pytest.fail(r),
+        lambda r, j, e: (
+            {x["field"] for x in body(r)["errors"]} == {"prompt", "parameters.width", "parameters.sampler"}
+            or pytest.fail(r)
+        ),
     ),
     "api/get-status.json": ("api", seed_sample_job, lambda r, j, e: body(r)["job_id"] == j or pytest.fail(r)),
     "api/get-job.json": ("api", seed_sample_job, lambda r, j, e: body(r)["request"]["prompt"] or pytest.fail(r)),
@@ -74,8 +76,9 @@ CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, A
     "dispatcher/sqs-batch-with-poison.json": (
         "dispatcher",
         seed_sample_job,
-        lambda r, j, e: r == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
-        or pytest.fail(r),
+        lambda r, j, e: (
+            r == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]} or pytest.fail(r)
+        ),
     ),
     "worker/generate.json": (
         "worker",

@@ -57,27 +57,37 @@ def test_progress_of_a_cancelled_job_is_refused(new_job):
     assert store().get(job.job_id).progress == 40
 
 
+def race(job_id: str) -> dict[str, str]:
+    """Cancel and complete one processing job at the same instant, while a progress write bumps
+    its version: returns who won."""
+    results: dict[str, str] = {}
+    barrier = threading.Barrier(3)
+
+    def change(target: JobStatus) -> None:
+        barrier.wait()
+        try:
+            store().transition(job_id, target)
+            results[target.value] = "won"
+        except InvalidTransition:
+            results[target.value] = "lost"
+
+    def progress() -> None:
+        barrier.wait()
+        store().set_progress(job_id, 1, 70)
+
+    threads = [threading.Thread(target=change, args=(s,)) for s in (JobStatus.CANCELLED, JobStatus.COMPLETED)]
+    threads.append(threading.Thread(target=progress))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def test_racing_cancel_and_complete_exactly_one_wins(new_job):
     for _ in range(20):
         job = new_job(JobStatus.PROCESSING)
-        results: dict[str, str] = {}
-        barrier = threading.Barrier(3)
-
-        def attempt(target: JobStatus, job_id: str = job.job_id) -> None:
-            barrier.wait()
-            try:
-                store().transition(job_id, target)
-                results[target.value] = "won"
-            except InvalidTransition:
-                results[target.value] = "lost"
-
-        threads = [threading.Thread(target=attempt, args=(s,)) for s in (JobStatus.CANCELLED, JobStatus.COMPLETED)]
-        # A third writer bumps the version meanwhile: transitions must re-read, not overwrite it.
-        threads.append(threading.Thread(target=lambda j=job.job_id: (barrier.wait(), store().set_progress(j, 1, 70))))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = race(job.job_id)
         assert sorted(results.values()) == ["lost", "won"]
         final = store().get(job.job_id)
         winner = next(status for status, result in results.items() if result == "won")

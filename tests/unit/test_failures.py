@@ -8,6 +8,7 @@ import pytest
 
 from shared.errors import DeadlineExceeded, PermanentError, TransientError, parse_error_message
 from shared.jobs import describe_failure
+from shared.settings import get_settings
 
 
 def lambda_cause(exc: Exception) -> str:
@@ -21,11 +22,12 @@ def lambda_cause(exc: Exception) -> str:
     [
         (TransientError("Replicate answered 503"), "PROVIDER_UNAVAILABLE", "Replicate answered 503"),
         (PermanentError("Flagged", code="CONTENT_REJECTED"), "CONTENT_REJECTED", "Flagged"),
-        (DeadlineExceeded("Too slow"), "JOB_TIMEOUT", "The job did not finish within 600 seconds"),
+        (DeadlineExceeded("Too slow"), "JOB_TIMEOUT", "The job did not finish within {timeout} seconds"),
     ],
 )
 def test_our_errors_keep_their_code_and_message(exc, code, message):
-    assert describe_failure(type(exc).__name__, lambda_cause(exc)) == (code, message)
+    expected = message.format(timeout=get_settings().job_timeout)  # timeouts always say the setting
+    assert describe_failure(type(exc).__name__, lambda_cause(exc)) == (code, expected)
 
 
 @pytest.mark.parametrize("error", ["States.Timeout", "States.HeartbeatTimeout"])

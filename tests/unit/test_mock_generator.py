@@ -38,7 +38,9 @@ def test_same_seed_same_image():
 def test_takes_about_the_configured_time_and_reports_rising_progress():
     seen: list[float] = []
     started = time.monotonic()
-    MockGenerator(seconds=0.5).generate(request(width=64, height=64), on_progress=seen.append, deadline=time.time() + 10)
+    MockGenerator(seconds=0.5).generate(
+        request(width=64, height=64), on_progress=seen.append, deadline=time.time() + 10
+    )
     assert 0.45 <= time.monotonic() - started < 1.5
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) >= 5
 

@@ -10,7 +10,11 @@ from infra import spec
 
 ARNS = {name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in spec.FUNCTIONS}
 SETTINGS = spec.WorkflowSettings(
-    job_timeout_seconds=600, max_retry_attempts=3, retry_interval_seconds=2, poll_interval_seconds=3, heartbeat_seconds=60
+    job_timeout_seconds=600,
+    max_retry_attempts=3,
+    retry_interval_seconds=2,
+    poll_interval_seconds=3,
+    heartbeat_seconds=60,
 )
 
 
@@ -88,7 +92,11 @@ def test_every_failure_is_recorded_then_fails_the_execution(definition):
 
 def test_heartbeat_stays_below_a_short_deadline():
     short = spec.WorkflowSettings(
-        job_timeout_seconds=5, max_retry_attempts=1, retry_interval_seconds=1, poll_interval_seconds=1, heartbeat_seconds=60
+        job_timeout_seconds=5,
+        max_retry_attempts=1,
+        retry_interval_seconds=1,
+        poll_interval_seconds=1,
+        heartbeat_seconds=60,
     )
     rendered = json.loads(spec.render_workflow(spec.workflow_substitutions(ARNS, short)))
     assert rendered["States"]["Generate"]["HeartbeatSeconds"] == 4
