@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "productionStages": ["prod"],
     # The Replicate model the worker runs when a request names none.
     "defaultModel": "black-forest-labs/flux-schnell",
+    # true: the functions are not told about the provider secret, so they draw placeholder images
+    # (the mock generator): try the deployment without a Replicate account.
+    "mockGeneration": False,
     # Job lifecycle: the functions' settings of the same name (see the README's settings table).
     "jobTimeout": 600,
     "maxRetryAttempts": 3,
@@ -47,6 +50,7 @@ class Config:
     stage: str
     production: bool
     default_model: str
+    mock_generation: bool
     job_timeout: int
     max_retry_attempts: int
     retry_interval_seconds: int
@@ -80,6 +84,7 @@ class Config:
             stage=stage,
             production=stage in raw["productionStages"],
             default_model=str(raw["defaultModel"]),
+            mock_generation=raw["mockGeneration"],
             job_timeout=int(raw["jobTimeout"]),
             max_retry_attempts=int(raw["maxRetryAttempts"]),
             retry_interval_seconds=int(raw["retryIntervalSeconds"]),
@@ -149,4 +154,8 @@ def _value(value: Any, default: Any) -> Any:
         return default
     if isinstance(default, list) and isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(default, bool) and isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value.lower() == "true"
     return value

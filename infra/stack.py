@@ -76,7 +76,8 @@ class MediaGenerationStack(Stack):
         functions: dict[str, ServiceFunction] = {}
         for name, function in spec.FUNCTIONS.items():
             env = dict(common_env)
-            if "secret:read" in ACCESS[name]:
+            if "secret:read" in ACCESS[name] and not config.mock_generation:
+                # Set: the functions use Replicate with the secret's token. Unset: mock generation.
                 env["REPLICATE_SECRET_ARN"] = secret.secret.secret_arn
             if name in CALLED_BACK:
                 # Where the provider calls back. The API resource does not depend on any function,

@@ -7,6 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from infra import spec
 from infra.config import DEFAULTS, Config
 
 from .conftest import ROOT
@@ -17,11 +18,7 @@ def context(**values):
 
 
 def test_cdk_json_documents_every_option_with_its_default() -> None:
-    options = {
-        k: v
-        for k, v in json.loads((ROOT / "cdk.json").read_text())["context"].items()
-        if not k.startswith("@")
-    }
+    options = {k: v for k, v in json.loads((ROOT / "cdk.json").read_text())["context"].items() if not k.startswith("@")}
     assert options == DEFAULTS
 
 
@@ -55,3 +52,27 @@ def test_log_retention_must_be_one_cloudwatch_accepts() -> None:
     assert log_retention(Config.from_context(context(logRetentionDays=90))).value == "THREE_MONTHS"
     with pytest.raises(ValueError, match="logRetentionDays"):
         log_retention(Config.from_context(context(logRetentionDays=31)))
+
+
+def test_mock_generation_leaves_the_provider_secret_out() -> None:
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from infra.app import build
+
+    from .conftest import cdk_context
+
+    app = App(context=cdk_context(mockGeneration="true", stage="demo"))
+    config = Config.from_context(app.node.try_get_context)
+    assert config.mock_generation is True
+    template = Template.from_stack(build(app, config)).to_json()
+    environments = [
+        r["Properties"]["Environment"]["Variables"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+        and str(r["Properties"].get("FunctionName", "")).startswith("media-generation-demo-")
+    ]
+    assert len(environments) == len(spec.FUNCTIONS)
+    assert not [env for env in environments if "REPLICATE_SECRET_ARN" in env]
+    with pytest.raises(ValueError, match="true or false"):
+        Config.from_context(context(mockGeneration="yes please"))
