@@ -368,7 +368,8 @@ def _provider() -> Any:
     token = provider_credentials().api_token
     if token is None:
         raise PermanentError("No Replicate API token is configured", code="PROVIDER_AUTH")
-    return Replicate(token.get_secret_value(), get_settings().replicate_base_url)
+    settings = get_settings()
+    return Replicate(token.get_secret_value(), settings.replicate_base_url, settings.replicate_timeout_seconds)
 
 
 def _cancel_quietly(provider: Any, prediction_id: str) -> None:

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     replicate_webhook_secret: SecretStr | None = None
     replicate_base_url: str | None = None
     replicate_output_hosts: str = "replicate.delivery,*.replicate.delivery"
+    # Read timeout of calls to the provider API (a sync-mode create waits its wait time on top).
+    replicate_timeout_seconds: float = Field(default=30, gt=0, le=120)
     default_model: str = "black-forest-labs/flux-schnell"
     # Public base URL of this API: set, the workflow waits for signed webhooks; unset, it polls.
     webhook_base_url: str | None = None

@@ -5,6 +5,7 @@ Client traps handled here (see REPLICATE.md):
 - official models must be created through `client.models.predictions.create` for `wait` to work;
 - the client never retries POST: a 429 on create reaches us, and we honour its wait ourselves;
 - its GET retry sleeps for any numeric Retry-After, uncapped: we cap it;
+- a create without `wait` disables httpx's timeouts (timeout=None): we keep ours;
 - `status: "aborted"` breaks its parser: we read that prediction as raw JSON;
 - outputs are never fetched through the client (it would send our token to the file host).
 """
@@ -32,7 +33,7 @@ _last_headers = threading.local()
 
 
 @cache
-def _client(token: str, base_url: str | None) -> Any:
+def _client(token: str, base_url: str | None, timeout: float) -> Any:
     import httpx
     import replicate
     from replicate.client import RetryTransport
@@ -40,10 +41,18 @@ def _client(token: str, base_url: str | None) -> Any:
     def remember_headers(response: httpx.Response) -> None:
         _last_headers.value = response.headers
 
-    client = replicate.Client(
+    class Client(replicate.Client):
+        def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+            # A create without `wait` passes timeout=None, which turns httpx's timeouts off: the
+            # call could hang forever. Drop it, so the client's own timeouts apply.
+            if "timeout" in kwargs and kwargs["timeout"] is None:
+                del kwargs["timeout"]
+            return super()._request(method, path, **kwargs)
+
+    client = Client(
         api_token=token,
         base_url=base_url,
-        timeout=httpx.Timeout(10.0, connect=5.0, read=30.0, pool=5.0),
+        timeout=httpx.Timeout(timeout, connect=5.0, pool=5.0),
         event_hooks={"response": [remember_headers]},
     )
     transport = client._client._transport  # the client's RetryTransport (GET on 429/503/504)
@@ -55,9 +64,8 @@ def _client(token: str, base_url: str | None) -> Any:
 
 
 class Replicate:
-    def __init__(self, token: str, base_url: str | None = None) -> None:
-        self._token = token
-        self.client = _client(token, base_url)
+    def __init__(self, token: str, base_url: str | None = None, timeout: float = 30.0) -> None:
+        self.client = _client(token, base_url, timeout)
 
     def create(self, model: Model, input: dict[str, Any], *, webhook: str | None, wait: int) -> PredictionState:
         """Create a prediction (sync mode: it may come back finished). Raises AmbiguousCreate when

@@ -230,6 +230,16 @@ def test_an_ambiguous_create_finds_its_prediction_instead_of_making_another(api,
     assert not prediction.cancel_requested
 
 
+def test_a_create_that_hangs_without_sync_wait_times_out_and_is_found(api, provider, double):
+    # Without `wait` the client would disable its timeouts; ours must still apply.
+    provider("poll", REPLICATE_TIMEOUT_SECONDS="1.5")
+    prompt = unique_prompt("hang no wait")
+    double.script(prompt, Fault.hang(4))
+    job = wait_until_done(api, submit(api, prompt), timeout=30)
+    assert job["status"] == "completed", job
+    assert len(predictions_for(double, prompt)) == 1
+
+
 def test_errors_while_polling_are_retried(api, provider, double):
     provider("poll")
     prompt = unique_prompt("flaky get")
@@ -268,7 +278,7 @@ def test_permanent_failures_fail_the_job_with_their_code(api, provider, double, 
     predictions = predictions_for(double, prompt)
     assert len(predictions) <= 1, "a permanent error is not retried"
     if code == "INVALID_OUTPUT" and fault.mode in ("foreign", "http"):
-        assert not [r for r in double.file_requests if r.path.endswith(predictions[0].id)], "never fetched"
+        assert not [r for r in double.file_requests if r.prediction_id == predictions[0].id], "never fetched"
     listed = client("s3").list_objects_v2(Bucket=emulator.resources.bucket, Prefix=f"outputs/{job_id}/")
     assert listed.get("KeyCount", 0) == 0
 
