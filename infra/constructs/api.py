@@ -21,6 +21,7 @@ from constructs import Construct
 
 from infra.config import Config
 from infra.constructs import log_group, suppress
+from shared.attempt import WEBHOOK_PATH
 
 GET, POST = apigw.HttpMethod.GET, apigw.HttpMethod.POST
 # The routes of functions/api/app.py (a test checks that the two lists agree).
@@ -37,7 +38,8 @@ ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (GET, "/docs"),
     (GET, "/openapi.json"),
 )
-WEBHOOK_ROUTE = (POST, "/api/v1/webhooks/replicate")
+# The path the worker gives the provider for its webhooks (shared/attempt.py).
+WEBHOOK_ROUTE = (POST, WEBHOOK_PATH)
 STAGE = "$default"
 
 ACCESS_LOG_FORMAT = {
