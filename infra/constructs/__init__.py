@@ -45,13 +45,13 @@ def removal_policy(config: Config) -> RemovalPolicy:
     return RemovalPolicy.RETAIN if config.production else RemovalPolicy.DESTROY
 
 
-def log_group(scope, id: str, config: Config) -> logs.LogGroup:
-    return logs.LogGroup(scope, id, retention=log_retention(config), removal_policy=removal_policy(config))
+def log_group(scope, id: str, config: Config, name: str | None = None) -> logs.LogGroup:
+    return logs.LogGroup(
+        scope, id, log_group_name=name, retention=log_retention(config), removal_policy=removal_policy(config)
+    )
 
 
-def suppress(
-    construct, rule: str, reason: str, *, applies_to: tuple[str, ...] = (), children: bool = False
-) -> None:
+def suppress(construct, rule: str, reason: str, *, applies_to: tuple[str, ...] = (), children: bool = False) -> None:
     """Accept one cdk-nag AwsSolutions finding on `construct`, with the reason.
 
     `applies_to` narrows an IAM5 suppression to the listed findings (an entry starting with "/" is

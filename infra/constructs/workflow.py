@@ -4,7 +4,7 @@ EventBridge rule that hands executions which ended TIMED_OUT, FAILED or ABORTED 
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Aws, Duration, Fn, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -44,7 +44,11 @@ class JobWorkflow(Construct):
         super().__init__(scope, id)
         arns = {name: function.function_arn for name, function in functions.items()}
         self.substitutions = spec.workflow_substitutions(arns, settings)
-        self.logs = log_group(self, "Logs", config)
+        # Under /aws/vendedlogs/ so that Step Functions' log delivery does not add this group to the
+        # account's CloudWatch Logs resource policy (5,120 characters, shared by every stack). The
+        # stack id's UUID makes the name new for each stack instance (a retained group never clashes).
+        stack_uuid = Fn.select(2, Fn.split("/", Aws.STACK_ID))
+        self.logs = log_group(self, "Logs", config, name=f"/aws/vendedlogs/states/{config.prefix}-{stack_uuid}")
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
         self.state_machine = sfn.StateMachine(
             self,
@@ -99,9 +103,7 @@ class JobWorkflow(Construct):
 
     def grant_start(self, grantee: iam.IGrantable) -> None:
         grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
-            )
+            iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn])
         )
 
     def grant_stop(self, grantee: iam.IGrantable) -> None:

@@ -123,9 +123,9 @@ def test_bucket_is_private_encrypted_tls_only_and_expires_outputs(each_stage: Sy
         "IgnorePublicAcls": True,
         "RestrictPublicBuckets": True,
     }
-    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
-        "ServerSideEncryptionByDefault"
-    ] == {"SSEAlgorithm": "AES256"}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
     assert ssl_enforced(each_stage, "AWS::S3::BucketPolicy", "Bucket", bucket_id)
     rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
     retention = int(each_stage.stack.node.try_get_context("jobRetentionDays"))
@@ -142,9 +142,7 @@ def test_one_provider_secret_holding_json_and_no_real_value(dev: Synthesized) ->
         assert function(dev, name)[1]["Properties"]["Environment"]["Variables"]["REPLICATE_SECRET_ARN"] == {
             "Ref": secret_id
         }
-    assert (
-        "REPLICATE_SECRET_ARN" not in function(dev, "dispatcher")[1]["Properties"]["Environment"]["Variables"]
-    )
+    assert "REPLICATE_SECRET_ARN" not in function(dev, "dispatcher")[1]["Properties"]["Environment"]["Variables"]
 
 
 # ---- functions -------------------------------------------------------------------------------------
@@ -159,9 +157,7 @@ def test_function_runtime_size_tracing_and_logs(dev: Synthesized, name: str) -> 
     assert props["Timeout"] == spec.FUNCTIONS[name].timeout_seconds
     assert props["TracingConfig"] == {"Mode": "Active"}
     log_group = dev.json["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
-    assert log_group["Properties"]["RetentionInDays"] == int(
-        dev.stack.node.try_get_context("logRetentionDays")
-    )
+    assert log_group["Properties"]["RetentionInDays"] == int(dev.stack.node.try_get_context("logRetentionDays"))
     assert "VpcConfig" not in props  # no VPC, so no NAT gateway to pay for while idle
 
 
@@ -238,10 +234,7 @@ def test_every_route_of_the_api_function_is_deployed_and_authenticated(dev: Synt
     from functions.api.app import app  # the Powertools resolver: the routes the function serves
 
     served = {f"{route.method} {route.openapi_path}" for route in app._static_routes + app._dynamic_routes}
-    routes = {
-        r["Properties"]["RouteKey"]: r["Properties"]
-        for r in dev.resources("AWS::ApiGatewayV2::Route").values()
-    }
+    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in dev.resources("AWS::ApiGatewayV2::Route").values()}
     webhook = f"{WEBHOOK_ROUTE[0].value} {WEBHOOK_ROUTE[1]}"
     assert set(routes) == served
     assert set(routes) == {f"{m.value} {p}" for m, p in ROUTES} | {webhook}
@@ -263,9 +256,7 @@ def test_api_is_throttled_and_logged(dev: Synthesized) -> None:
     }
     log_format = json.loads(props["AccessLogSettings"]["Format"])
     assert {"requestId", "status", "routeKey", "userArn"} <= set(log_format)
-    assert props["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0] in dev.resources(
-        "AWS::Logs::LogGroup"
-    )
+    assert props["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0] in dev.resources("AWS::Logs::LogGroup")
 
 
 def test_api_integration_is_the_api_function_with_payload_v2(dev: Synthesized) -> None:
@@ -284,7 +275,10 @@ def test_state_machine_logs_and_traces(each_stage: Synthesized) -> None:
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] in ("ALL", "ERROR")
     group = props["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
-    assert group["Fn::GetAtt"][0] in each_stage.resources("AWS::Logs::LogGroup")
+    log_group = each_stage.resources("AWS::Logs::LogGroup")[group["Fn::GetAtt"][0]]
+    # Vended-logs prefix: no entry in the account's size-limited CloudWatch Logs resource policy.
+    name = log_group["Properties"]["LogGroupName"]["Fn::Join"][1]
+    assert name[0].startswith("/aws/vendedlogs/states/")
 
 
 def test_failed_executions_reach_the_finalizer_with_retries_and_a_dead_letter_queue(dev: Synthesized) -> None:
@@ -324,9 +318,7 @@ def alarm_metrics(synth: Synthesized) -> dict[str, set[str]]:
     for logical_id, alarm in synth.resources("AWS::CloudWatch::Alarm").items():
         props = alarm["Properties"]
         names = {props["MetricName"]} if "MetricName" in props else set()
-        names |= {
-            q["MetricStat"]["Metric"]["MetricName"] for q in props.get("Metrics", []) if "MetricStat" in q
-        }
+        names |= {q["MetricStat"]["Metric"]["MetricName"] for q in props.get("Metrics", []) if "MetricStat" in q}
         found[logical_id] = names
     return found
 
