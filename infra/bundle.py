@@ -206,16 +206,13 @@ def report(functions: list[str]) -> str:
     for function in functions:
         root = bundle_dir(function)
         lines.append(
-            f"| {function} | {group_of(function)} | {_megabytes(_tree_size(root))} | "
-            f"{_megabytes(zipped_size(root))} |"
+            f"| {function} | {group_of(function)} | {_megabytes(_tree_size(root))} | {_megabytes(zipped_size(root))} |"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("functions", nargs="*", help="default: every function of infra/spec.py")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--report", action="store_true", help="print the packages' sizes as a table")

@@ -61,9 +61,7 @@ class JobsStore(Construct):
     def grant_listing(self, grantee: iam.IGrantable) -> None:
         """List jobs (Query on the two indexes, then BatchGetItem) and read the stats counters."""
         principal = grantee.grant_principal
-        principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=["dynamodb:Query"], resources=self.index_arns())
-        )
+        principal.add_to_principal_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=self.index_arns()))
         principal.add_to_principal_policy(
             iam.PolicyStatement(actions=["dynamodb:BatchGetItem"], resources=[self.table.table_arn])
         )

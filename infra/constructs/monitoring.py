@@ -64,9 +64,7 @@ class Monitoring(Construct):
         for name, dlq in dead_letter_queues.items():
             self._alarm(
                 f"{name}NotEmpty",
-                dlq.metric_approximate_number_of_messages_visible(
-                    statistic="Maximum", period=Duration.minutes(1)
-                ),
+                dlq.metric_approximate_number_of_messages_visible(statistic="Maximum", period=Duration.minutes(1)),
                 1,
                 f"{name}: messages nobody could process. Inspect them in the SQS console, fix, redrive.",
             )
@@ -160,16 +158,12 @@ class Monitoring(Construct):
             graph(
                 "Queue",
                 [
-                    queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES).with_(
-                        label="pending"
-                    ),
+                    queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES).with_(label="pending"),
                     queue.metric_approximate_number_of_messages_not_visible(period=FIVE_MINUTES).with_(
                         label="dispatching"
                     ),
                     *[
-                        dlq.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES).with_(
-                            label=name
-                        )
+                        dlq.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES).with_(label=name)
                         for name, dlq in dead_letter_queues.items()
                     ],
                 ],

@@ -78,9 +78,7 @@ def synthesis() -> Synthesis:
     synthesized = {}
     for stage, stack in stacks.items():
         template = Template.from_stack(stack)
-        synthesized[stage] = Synthesized(
-            stage, stack, template, template.to_json(), Annotations.from_stack(stack)
-        )
+        synthesized[stage] = Synthesized(stage, stack, template, template.to_json(), Annotations.from_stack(stack))
     return Synthesis(synthesized, Annotations.from_stack(canary))
 
 

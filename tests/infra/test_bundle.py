@@ -56,9 +56,7 @@ def test_pip_installs_wheels_for_lambda_only(monkeypatch: pytest.MonkeyPatch, tm
     assert "--only-binary=:all:" in command  # never an sdist compiled for this machine
     assert command[command.index("--python-version") + 1] == bundle.PYTHON_VERSION
     assert command[command.index("--implementation") + 1] == "cp"
-    assert [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"] == list(
-        bundle.PLATFORMS["arm64"]
-    )
+    assert [command[i + 1] for i, arg in enumerate(command) if arg == "--platform"] == list(bundle.PLATFORMS["arm64"])
     assert command[command.index("-c") + 1] == str(bundle.LOCK)  # the pinned versions
     assert command[command.index("--target") + 1] == str(tmp_path)
 
@@ -105,9 +103,7 @@ def closure(requirements: list[str]) -> set[str]:
         for child in metadata.distribution(name).requires or []:
             child_requirement = Requirement(child)
             environments = [{"extra": extra} for extra in requirement.extras] or [{"extra": ""}]
-            if child_requirement.marker is None or any(
-                child_requirement.marker.evaluate(e) for e in environments
-            ):
+            if child_requirement.marker is None or any(child_requirement.marker.evaluate(e) for e in environments):
                 pending.append(child_requirement)
     return {name for name, _ in needed}
 

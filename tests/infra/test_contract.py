@@ -51,12 +51,8 @@ def test_table(emulator: Emulator, dev: Synthesized) -> None:
 def test_queues(emulator: Emulator, dev: Synthesized) -> None:
     assert emulator.resources
     sqs = client("sqs")
-    emulated = sqs.get_queue_attributes(QueueUrl=emulator.resources.queue_url, AttributeNames=["All"])[
-        "Attributes"
-    ]
-    emulated_dlq = sqs.get_queue_attributes(QueueUrl=emulator.resources.dlq_url, AttributeNames=["All"])[
-        "Attributes"
-    ]
+    emulated = sqs.get_queue_attributes(QueueUrl=emulator.resources.queue_url, AttributeNames=["All"])["Attributes"]
+    emulated_dlq = sqs.get_queue_attributes(QueueUrl=emulator.resources.dlq_url, AttributeNames=["All"])["Attributes"]
     emulated_redrive = json.loads(emulated["RedrivePolicy"])
     queues = dev.resources("AWS::SQS::Queue")
     ((_, deployed),) = [(k, q) for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
@@ -80,9 +76,7 @@ def test_queues(emulator: Emulator, dev: Synthesized) -> None:
 
 def test_event_sources(emulator: Emulator, dev: Synthesized) -> None:
     _, mapping = dev.resource("AWS::Lambda::EventSourceMapping")
-    assert mapping["Properties"]["FunctionName"] == {
-        "Ref": function(dev, emulator.dispatch_source.function)[0]
-    }
+    assert mapping["Properties"]["FunctionName"] == {"Ref": function(dev, emulator.dispatch_source.function)[0]}
     assert mapping["Properties"]["BatchSize"] == emulator.dispatch_source.batch_size
     _, rule = dev.resource("AWS::Events::Rule")
     assert rule["Properties"]["EventPattern"]["detail"]["status"] == list(emulator.execution_events.STATUSES)

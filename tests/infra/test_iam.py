@@ -136,9 +136,9 @@ def grants(synth: Synthesized) -> list[Grant]:
             case "AWS::IAM::Role":
                 for policy in props.get("Policies", []):
                     add(logical_id, policy["PolicyDocument"])
-                assert not props.get("ManagedPolicyArns") or logical_id.startswith(
-                    "CustomS3AutoDeleteObjects"
-                ), f"{logical_id}: managed policies grant more than we can see; use explicit statements"
+                assert not props.get("ManagedPolicyArns") or logical_id.startswith("CustomS3AutoDeleteObjects"), (
+                    f"{logical_id}: managed policies grant more than we can see; use explicit statements"
+                )
             case "AWS::S3::BucketPolicy":
                 add(props["Bucket"]["Ref"], props["PolicyDocument"])
             case "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy":
@@ -160,11 +160,7 @@ def wildcards(grant: Grant) -> list[tuple[str, str]]:
 
 def justification(owner: str, action: str, resource: str) -> Justified | None:
     for entry in ALLOWED_WILDCARDS:
-        if (
-            re.fullmatch(entry.owner, owner)
-            and action in entry.actions
-            and re.fullmatch(entry.resource, resource)
-        ):
+        if re.fullmatch(entry.owner, owner) and action in entry.actions and re.fullmatch(entry.resource, resource):
             return entry
     return None
 
@@ -204,9 +200,7 @@ def test_no_resource_policy_allows_anyone(each_stage: Synthesized) -> None:
 
 
 def test_the_checks_catch_a_wildcard() -> None:
-    broad = Grant(
-        f"WorkerFunctionRole{'A' * 8}", "Allow", ("dynamodb:*",), ("<GetAtt:JobsTable12345678.Arn>",), None
-    )
+    broad = Grant(f"WorkerFunctionRole{'A' * 8}", "Allow", ("dynamodb:*",), ("<GetAtt:JobsTable12345678.Arn>",), None)
     assert wildcards(broad) and not justification(broad.owner, *wildcards(broad)[0])
     everything = Grant(f"WorkerFunctionRole{'A' * 8}", "Allow", ("s3:PutObject",), ("*",), None)
     assert not justification(everything.owner, *wildcards(everything)[0])
@@ -236,8 +230,6 @@ def test_every_action_exists_and_is_scoped_as_iam_allows(each_stage: Synthesized
             matching = [a for a in known if pattern.fullmatch(a)]
             if not matching:
                 problems.append(f"{g.owner}: no such action {action}")
-            elif (
-                g.effect == "Allow" and "*" not in name and not known[name.lower()] and g.resources != ("*",)
-            ):
+            elif g.effect == "Allow" and "*" not in name and not known[name.lower()] and g.resources != ("*",):
                 problems.append(f"{g.owner}: {action} supports no resource-level permission: use '*'")
     assert not problems, "\n".join(problems)

@@ -58,9 +58,7 @@ def test_role_invokes_exactly_the_functions_the_definition_names(dev: Synthesize
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             if "lambda:InvokeFunction" in actions:
                 resources = (
-                    statement["Resource"]
-                    if isinstance(statement["Resource"], list)
-                    else [statement["Resource"]]
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 )
                 invoked |= {f"<GetAtt:{'.'.join(r['Fn::GetAtt'])}>" for r in resources}
     assert invoked == named
