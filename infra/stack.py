@@ -37,7 +37,7 @@ ACCESS: dict[str, frozenset[str]] = {
         }
     ),
     "dispatcher": frozenset({"jobs:write", "queue:consume", "workflow:start"}),
-    # Heartbeats and completes its own task token (mock and fast predictions), polls the provider.
+    # Heartbeats and completes its own task token (mock generation and fast predictions).
     "worker": frozenset({"jobs:write", "outputs:write", "secret:read", "workflow:callback"}),
     # Cancels the provider's prediction of a job that failed.
     "finalizer": frozenset({"jobs:write", "secret:read"}),

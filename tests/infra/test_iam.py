@@ -233,3 +233,38 @@ def test_every_action_exists_and_is_scoped_as_iam_allows(each_stage: Synthesized
             elif g.effect == "Allow" and "*" not in name and not known[name.lower()] and g.resources != ("*",):
                 problems.append(f"{g.owner}: {action} supports no resource-level permission: use '*'")
     assert not problems, "\n".join(problems)
+
+
+# ---- what each function may do, spelled out ----------------------------------------------------
+CAPABILITY_ACTIONS = {
+    "jobs:write": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"},
+    "jobs:list": {"dynamodb:Query", "dynamodb:BatchGetItem"},
+    "queue:send": {"sqs:SendMessage"},
+    "queue:consume": {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    },
+    "outputs:read": {"s3:GetObject"},
+    "outputs:write": {"s3:PutObject"},
+    "secret:read": {"secretsmanager:GetSecretValue"},
+    "workflow:start": {"states:StartExecution"},
+    "workflow:stop": {"states:StopExecution"},
+    "workflow:callback": {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"},
+}
+EVERY_FUNCTION = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_each_function_role_has_exactly_its_capabilities(dev: Synthesized) -> None:
+    from infra import spec
+    from infra.stack import ACCESS
+
+    for name in spec.FUNCTIONS:
+        role = next(r for r in dev.resources("AWS::IAM::Role") if r.startswith(f"{name.title()}FunctionRole"))
+        actual = {a for g in grants(dev) if g.owner == role and g.effect == "Allow" for a in g.actions}
+        expected = EVERY_FUNCTION.union(*(CAPABILITY_ACTIONS[c] for c in ACCESS[name]))
+        if name == "finalizer":
+            expected |= {"sqs:SendMessage"}  # its dead-letter queue for failed async invocations
+        assert actual == expected, name
