@@ -64,7 +64,7 @@ bundle: $(STAMP) ## Build the Lambda packages in build/ (arm64 wheels from PyPI,
 
 synth: bundle $(CDK) ## Synthesize the CloudFormation template into cdk.out/ (no AWS account needed)
 	AWS_EC2_METADATA_DISABLED=true $(CDK) synth --quiet --no-notices $(CDK_ARGS)
-	@echo "Template: cdk.out/$$(ls cdk.out | grep -m1 '\.template\.json$$')"
+	@echo "Template: $$(ls -t cdk.out/*.template.json | head -1)"
 
 bootstrap: $(CDK) ## Once per account and region: the CDK's staging bucket and deploy roles
 	$(CDK) bootstrap --no-notices $(CDK_ARGS)
