@@ -38,6 +38,7 @@ from shared.errors import (
     PermanentError,
     PredictionRunning,
     RateLimited,
+    TransientError,
 )
 from shared.generation import GeneratedImage, generator
 from shared.generation.predictions import PredictionState, job_progress
@@ -111,6 +112,8 @@ class Attempt:
             if self.settings.mock_mode:  # generation runs inside Generate, which timed out
                 self._check_deadline()
                 raise PredictionRunning("Still generating")
+            if job.status == JobStatus.PENDING:  # Generate never got to start it
+                job = self._start(job)
             provider = _provider()
             prediction = self._submit_or_resume(provider, job)
             reporter = ProgressReporter(job, None)
@@ -313,7 +316,10 @@ class Attempt:
         return {"status": job.status.value, "outputs": [o.key for o in outputs]}
 
     def _stopped(self) -> dict[str, Any]:
+        """The job changed under the worker (a conditional write was refused)."""
         job = store().get(self.task.job_id)
+        if job.attempt == self.task.attempt and not job.status.terminal:
+            raise TransientError("The job changed while the worker was busy; trying again")
         logger.info("Job stopped running while the worker was busy", extra={"status": job.status})
         if job.prediction_id and not self.settings.mock_mode:
             _cancel_quietly(_provider(), job.prediction_id)

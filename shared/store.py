@@ -98,6 +98,9 @@ class JobStore:
 
     def _job_item(self, job: Job) -> dict[str, Any]:
         item = job.model_dump(mode="python")
+        # Only what the client sent: a reloaded request still knows which parameters were chosen
+        # (and so which a model must honour) and which are defaults.
+        item["request"] = job.request.model_dump(mode="python", exclude_unset=True)
         item[PK] = job.job_id
         item[ENTITY] = JOB_ENTITY
         return self._marshal(item)

@@ -446,3 +446,21 @@ def test_secrets_never_appear_in_logs_errors_or_responses(api, provider, double,
     assert double.token not in everything
     assert double.webhook_secret not in everything
     assert double.webhook_secret.removeprefix("whsec_") not in everything
+
+
+def test_collect_starts_a_job_that_generate_never_started(api, provider, double, emulator):
+    # Generate's wait ended before its Lambda ran at all (throttled, say): Collect takes over.
+    from local.invoke import seed_sample_job
+    from shared.errors import PredictionRunning
+    from shared.jobs import store
+    from shared.models import to_iso, utcnow
+    from tests.conftest import load_event
+
+    provider("poll")
+    job_id = unique_prompt("collect").split()[-1] + "-job"
+    seed_sample_job(job_id)
+    event = load_event("worker/collect.json", job_id) | {"execution_started_at": to_iso(utcnow())}
+    with pytest.raises(PredictionRunning):
+        emulator.runtime.invoke("worker", event)
+    job = store().get(job_id)
+    assert job.status == "processing" and job.prediction_id in double.predictions
