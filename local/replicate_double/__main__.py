@@ -13,9 +13,7 @@ from local.replicate_double.server import DEFAULT_TOKEN, ReplicateDouble
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
-    parser.add_argument(
-        "--files-port", type=int, default=0, help="HTTPS file server port (default: a free one)"
-    )
+    parser.add_argument("--files-port", type=int, default=0, help="HTTPS file server port (default: a free one)")
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="the API token to accept")
     parser.add_argument("--processing-seconds", type=float, default=3.0, help="how long a prediction runs")
     args = parser.parse_args()

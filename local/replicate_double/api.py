@@ -55,9 +55,7 @@ class RateWindow:
     def __init__(self) -> None:
         self.times: deque[float] = deque()
 
-    def admit(
-        self, now: float, per_minute: int | None, per_second: int | None = None
-    ) -> tuple[bool, int, int]:
+    def admit(self, now: float, per_minute: int | None, per_second: int | None = None) -> tuple[bool, int, int]:
         """(admitted, remaining this minute, seconds until a slot frees up)."""
         while self.times and self.times[0] <= now - 60:
             self.times.popleft()
@@ -103,8 +101,7 @@ def invalid(kind: str, where: str, description: str) -> Reply:
 
 def validation_problem(invalid_fields: list[dict[str, str]]) -> Reply:
     detail = "".join(
-        f"- {f['field']}: {f['description']}\n" if f["field"] else f"- {f['description']}\n"
-        for f in invalid_fields
+        f"- {f['field']}: {f['description']}\n" if f["field"] else f"- {f['description']}\n" for f in invalid_fields
     )
     return problem(422, detail=detail, invalid_fields=invalid_fields)
 

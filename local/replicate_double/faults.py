@@ -81,9 +81,7 @@ class Fault:
 
     # ---- the prediction's life --------------------------------------------------------------
     @classmethod
-    def fail(
-        cls, error: str = "Prediction failed for an unknown reason.", *, logs: str | None = None
-    ) -> Fault:
+    def fail(cls, error: str = "Prediction failed for an unknown reason.", *, logs: str | None = None) -> Fault:
         """The prediction runs, then ends `failed` with this `error` (and these extra log lines)."""
         return cls("fail", error=error, logs=logs)
 

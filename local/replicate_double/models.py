@@ -159,9 +159,7 @@ FLUX_SCHNELL_MODEL = Model(
         "go_fast": Field("boolean", True),
         "megapixels": Field("string", "1", choices=("1", "0.25")),
     },
-    outputs=lambda i: (
-        [(*flux_size(i["aspect_ratio"], i["megapixels"]), i["output_format"])] * i["num_outputs"]
-    ),
+    outputs=lambda i: [(*flux_size(i["aspect_ratio"], i["megapixels"]), i["output_format"])] * i["num_outputs"],
     steps=lambda i: i["num_inference_steps"],
     preamble="running quantized prediction",
 )

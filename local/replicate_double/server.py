@@ -197,9 +197,7 @@ class ReplicateDouble:
         self._tmp = Path(tempfile.mkdtemp(prefix="replicate-double-"))
         self.ca_file, cert, key = make_tls_files(self._tmp, self.files_host)
         self._api = ThreadedServer(self.host, self._port, ApiHandler, self)
-        self._tls_files = TLSServer(
-            self.host, self._files_port, FileHandler, self, context=server_context(cert, key)
-        )
+        self._tls_files = TLSServer(self.host, self._files_port, FileHandler, self, context=server_context(cert, key))
         self._plain_files = ThreadedServer(self.host, 0, FileHandler, self)
         self._api.start("replicate-double-api")
         self._tls_files.start("replicate-double-files")
@@ -318,9 +316,7 @@ class ReplicateDouble:
             record = self._records.get(prediction_id)
             return record if record and record.status in wanted else None
 
-        return self.wait_until(
-            reached, timeout, f"prediction {prediction_id} to be {'/'.join(sorted(wanted))}"
-        )
+        return self.wait_until(reached, timeout, f"prediction {prediction_id} to be {'/'.join(sorted(wanted))}")
 
     def wait_for_webhooks(
         self, check: Callable[[list[WebhookDelivery]], bool], timeout: float = 5.0
@@ -457,14 +453,11 @@ class ReplicateDouble:
             return problem(
                 422,
                 title="Invalid version or not permitted",
-                detail="The specified version does not exist"
-                " (or perhaps you don't have permission to use it?)",
+                detail="The specified version does not exist (or perhaps you don't have permission to use it?)",
             )
         return self._create(model, "version", None, headers, raw)
 
-    def _create(
-        self, model: Model, route: str, deployment: str | None, headers: dict[str, str], raw: bytes
-    ) -> Reply:
+    def _create(self, model: Model, route: str, deployment: str | None, headers: dict[str, str], raw: bytes) -> Reply:
         body = json_body(raw)
         if not isinstance(body, dict):
             return problem(400, detail="The request body must be a JSON object.")
@@ -495,9 +488,7 @@ class ReplicateDouble:
                 self._stopping.wait(hang.seconds or 0)
             return scripted_problem(refusal)
 
-        record = self._new_record(
-            model, route, deployment, body, headers, input, faults, webhook, events, cancel_after
-        )
+        record = self._new_record(model, route, deployment, body, headers, input, faults, webhook, events, cancel_after)
         with self._cond:
             if script:
                 script.used_by.append(record.id)
@@ -585,9 +576,7 @@ class ReplicateDouble:
                 stopping=self._stopping,
                 record=self._record_delivery,
             )
-        thread = threading.Thread(
-            target=self._run, args=(record,), name=f"prediction-{record.id}", daemon=True
-        )
+        thread = threading.Thread(target=self._run, args=(record,), name=f"prediction-{record.id}", daemon=True)
         with self._cond:
             self._seq += 1
             record.seq = self._seq
@@ -696,9 +685,7 @@ class ReplicateDouble:
                     yield sse("done", json.dumps({"reason": status} if status != "succeeded" else {}), number)
                     return
 
-        return Reply(
-            200, content_type="text/event-stream", headers={"Cache-Control": "no-store"}, stream=events()
-        )
+        return Reply(200, content_type="text/event-stream", headers={"Cache-Control": "no-store"}, stream=events())
 
     # ---- the prediction's life (one thread each) ------------------------------------------------
     def _run(self, record: PredictionRecord) -> None:

@@ -60,9 +60,7 @@ class WebhookDelivery:
 class _Message:
     event: str
     body: str
-    webhook_id: str = field(
-        default_factory=lambda: "msg_" + "".join(secrets.choice(_ALNUM) for _ in range(27))
-    )
+    webhook_id: str = field(default_factory=lambda: "msg_" + "".join(secrets.choice(_ALNUM) for _ in range(27)))
 
 
 class WebhookSender:
@@ -144,9 +142,7 @@ class WebhookSender:
                 ok = self._post(message, attempt)
 
     def _post(self, message: _Message, attempt: int) -> bool:
-        forged = next(
-            (how for how in ("signature", "timestamp") if self._fault(f"forged_{how}", message.event)), None
-        )
+        forged = next((how for how in ("signature", "timestamp") if self._fault(f"forged_{how}", message.event)), None)
         timestamp = int(time.time()) - (STALE_SECONDS if forged == "timestamp" else 0)
         secret = new_secret() if forged == "signature" else self.secret
         headers = {

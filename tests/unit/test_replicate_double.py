@@ -168,9 +168,7 @@ def test_sync_create_of_an_official_model_returns_its_images(double: ReplicateDo
         event_hooks={"response": [lambda r: headers.append(r.headers)]},
     )
 
-    prediction = flux(
-        client, input={"aspect_ratio": "16:9", "output_format": "png", "num_outputs": 2}, wait=10
-    )
+    prediction = flux(client, input={"aspect_ratio": "16:9", "output_format": "png", "num_outputs": 2}, wait=10)
 
     assert headers[-1]["Preference-Applied"] == "wait=10"
     assert prediction.status == "succeeded"
@@ -181,9 +179,7 @@ def test_sync_create_of_an_official_model_returns_its_images(double: ReplicateDo
         image = Image.open(io.BytesIO(download(double, url).content))
         assert (image.format, image.size) == ("PNG", (672, 384))  # 1344x768 halved
     fetched = double.file_requests
-    assert [(r.method, r.status, r.tls, r.prediction_id) for r in fetched] == [
-        ("GET", 200, True, prediction.id)
-    ] * 2
+    assert [(r.method, r.status, r.tls, r.prediction_id) for r in fetched] == [("GET", 200, True, prediction.id)] * 2
     assert all("authorization" not in r.headers for r in fetched)  # no API token sent to the file host
 
 
@@ -243,10 +239,7 @@ def test_flux_outputs_are_real_images_of_the_documented_size(
     response = download(double, prediction.output[0])
     image = Image.open(io.BytesIO(response.content))
     assert (image.format, image.size) == ({"jpg": "JPEG"}.get(fmt, fmt.upper()), size)
-    assert (
-        response.headers["content-type"]
-        == {"webp": "image/webp", "jpg": "image/jpeg", "png": "image/png"}[fmt]
-    )
+    assert response.headers["content-type"] == {"webp": "image/webp", "jpg": "image/jpeg", "png": "image/png"}[fmt]
 
 
 def test_flux_sizes_follow_the_aspect_ratio_table() -> None:
@@ -306,9 +299,7 @@ def test_progress_lines_parse_with_the_clients_own_parser() -> None:
     line = tqdm_line(2, 5, 0.12)
 
     assert line.startswith(" 40%|████")
-    assert Prediction.Progress.parse(f"Using seed: 1\n{tqdm_line(0, 5, 0)}\n{line}\n") == Prediction.Progress(
-        0.4, 2, 5
-    )
+    assert Prediction.Progress.parse(f"Using seed: 1\n{tqdm_line(0, 5, 0)}\n{line}\n") == Prediction.Progress(0.4, 2, 5)
 
 
 def test_cancel_stops_a_running_prediction(double: ReplicateDouble, client: replicate.Client) -> None:
@@ -434,10 +425,7 @@ def test_create_rate_limit_then_success(double: ReplicateDouble, client: replica
     assert response.status_code == 429
     body = response.json()
     assert body["detail"].startswith("Request was throttled. Your rate limit resets in ~")
-    assert (
-        body["detail"]
-        == f"Request was throttled. Your rate limit resets in ~{response.headers['Retry-After']}s."
-    )
+    assert body["detail"] == f"Request was throttled. Your rate limit resets in ~{response.headers['Retry-After']}s."
     assert 55 <= int(response.headers["Retry-After"]) <= 60
     with pytest.raises(ReplicateError) as caught:
         flux(client)
@@ -486,9 +474,7 @@ def test_other_calls_have_their_own_limit(double: ReplicateDouble) -> None:
 
 
 # ---- scripted prediction faults ------------------------------------------------------------------------
-def test_a_hanging_create_times_out_but_the_prediction_runs(
-    double: ReplicateDouble, client: replicate.Client
-) -> None:
+def test_a_hanging_create_times_out_but_the_prediction_runs(double: ReplicateDouble, client: replicate.Client) -> None:
     double.script("ambiguous", Fault.hang(30))  # cut short when the double stops
 
     # wait=1 gives the create a 1.5 s read timeout. Without wait, client 1.0.7 passes timeout=None
@@ -596,9 +582,7 @@ def test_output_that_is_not_an_image(client: replicate.Client, double: Replicate
 
 
 @pytest.mark.parametrize("declare_length", [True, False])
-def test_output_larger_than_a_cap(
-    client: replicate.Client, double: ReplicateDouble, declare_length: bool
-) -> None:
+def test_output_larger_than_a_cap(client: replicate.Client, double: ReplicateDouble, declare_length: bool) -> None:
     double.script("huge", Fault.large_file(3_000_000, declare_length=declare_length))
 
     url = flux(client, "huge", wait=10).output[0]
@@ -619,9 +603,7 @@ def test_get_errors_500_reach_the_caller(client: replicate.Client, double: Repli
     assert client.predictions.get(prediction.id).id == prediction.id
 
 
-def test_get_errors_503_are_retried_by_the_client_itself(
-    client: replicate.Client, double: ReplicateDouble
-) -> None:
+def test_get_errors_503_are_retried_by_the_client_itself(client: replicate.Client, double: ReplicateDouble) -> None:
     double.script("flaky", Fault.get_errors(503, count=3))
     prediction = flux(client, "flaky")
 
@@ -647,9 +629,7 @@ def test_data_is_removed_after_expiry(client: replicate.Client, double: Replicat
     double.expire(prediction.id)
 
     prediction.reload()
-    assert (
-        prediction.output is None and prediction.dict().get("data_removed") is None
-    )  # dropped by the client
+    assert prediction.output is None and prediction.dict().get("data_removed") is None  # dropped by the client
     assert api(double, "GET", f"/v1/predictions/{prediction.id}").json()["data_removed"] is True
     assert httpx.get(url, verify=str(double.ca_file)).status_code == 404
 
@@ -698,9 +678,7 @@ def test_webhooks_are_signed_and_carry_the_prediction(
 
     assert {r["path"] for r in receiver.received} == {"/hooks/replicate?job=42&attempt=1"}
     for request in receiver.received:
-        replicate.webhooks.validate(
-            headers=request["headers"], body=request["body"], secret=secret, tolerance=300
-        )
+        replicate.webhooks.validate(headers=request["headers"], body=request["body"], secret=secret, tolerance=300)
         assert request["headers"]["webhook-id"].startswith("msg_")
     statuses = [status for status, _ in receiver.events()]
     assert statuses[0] == "processing" and statuses[-1] == "succeeded"
@@ -711,9 +689,7 @@ def test_webhooks_are_signed_and_carry_the_prediction(
     assert all(d.status_code == 200 and d.attempt == 1 for d in double.webhook_deliveries)
 
 
-def test_logs_webhooks_are_throttled(
-    double: ReplicateDouble, client: replicate.Client, receiver: Receiver
-) -> None:
+def test_logs_webhooks_are_throttled(double: ReplicateDouble, client: replicate.Client, receiver: Receiver) -> None:
     double.webhook_min_interval = 10  # nothing but the first logs event fits in a 10 s window
     prediction = client.predictions.create(
         version=SDXL_VERSION,
@@ -757,9 +733,7 @@ def test_terminal_webhook_retries_stop_at_the_first_success(
     assert len({webhook_id for _, webhook_id in receiver.events()}) == 1  # one message, retried
 
 
-def test_an_unreachable_receiver_is_retried_then_given_up(
-    client: replicate.Client, double: ReplicateDouble
-) -> None:
+def test_an_unreachable_receiver_is_retried_then_given_up(client: replicate.Client, double: ReplicateDouble) -> None:
     dead = Receiver()
     url = dead.url
     dead.server.shutdown()
@@ -768,9 +742,7 @@ def test_an_unreachable_receiver_is_retried_then_given_up(
     prediction = flux(client, webhook=url, webhook_events_filter=["completed"])
     double.wait_until(lambda: double.predictions[prediction.id].webhooks_done)
 
-    assert [(d.attempt, d.status_code) for d in double.webhook_deliveries] == [
-        (n, None) for n in (1, 2, 3, 4)
-    ]
+    assert [(d.attempt, d.status_code) for d in double.webhook_deliveries] == [(n, None) for n in (1, 2, 3, 4)]
     assert all(d.error for d in double.webhook_deliveries)
 
 
@@ -803,9 +775,7 @@ def test_dropped_webhooks(client: replicate.Client, double: ReplicateDouble, rec
     assert double.predictions[no_end.id].status == "succeeded"
 
 
-def test_duplicated_terminal_webhook(
-    client: replicate.Client, double: ReplicateDouble, receiver: Receiver
-) -> None:
+def test_duplicated_terminal_webhook(client: replicate.Client, double: ReplicateDouble, receiver: Receiver) -> None:
     secret = secret_of(client)
     double.script("twice", Fault.duplicate_webhook("completed"))
 
@@ -816,14 +786,10 @@ def test_duplicated_terminal_webhook(
     assert receiver.received[0]["body"] == receiver.received[1]["body"]
     assert len({webhook_id for _, webhook_id in receiver.events()}) == 1
     for request in receiver.received:
-        replicate.webhooks.validate(
-            headers=request["headers"], body=request["body"], secret=secret, tolerance=300
-        )
+        replicate.webhooks.validate(headers=request["headers"], body=request["body"], secret=secret, tolerance=300)
 
 
-def test_forged_webhooks_fail_validation(
-    client: replicate.Client, double: ReplicateDouble, receiver: Receiver
-) -> None:
+def test_forged_webhooks_fail_validation(client: replicate.Client, double: ReplicateDouble, receiver: Receiver) -> None:
     secret = secret_of(client)
     double.script("forged", Fault.forged_webhook("signature"))
     double.script("replayed", Fault.forged_webhook("timestamp"))
@@ -834,13 +800,9 @@ def test_forged_webhooks_fail_validation(
     forged, replayed = receiver.received
 
     with pytest.raises(InvalidSignatureError):
-        replicate.webhooks.validate(
-            headers=forged["headers"], body=forged["body"], secret=secret, tolerance=300
-        )
+        replicate.webhooks.validate(headers=forged["headers"], body=forged["body"], secret=secret, tolerance=300)
     with pytest.raises(InvalidTimestampError):
-        replicate.webhooks.validate(
-            headers=replayed["headers"], body=replayed["body"], secret=secret, tolerance=300
-        )
+        replicate.webhooks.validate(headers=replayed["headers"], body=replayed["body"], secret=secret, tolerance=300)
     # Without a tolerance the replay passes: the trap REPLICATE.md warns about.
     replicate.webhooks.validate(headers=replayed["headers"], body=replayed["body"], secret=secret)
     assert [d.forged for d in double.webhook_deliveries] == ["signature", "timestamp"]
