@@ -68,6 +68,7 @@ class MediaGenerationStack(Stack):
             spec.RESOURCE_ENV["queue"]: queues.queue.queue_url,
             spec.RESOURCE_ENV["bucket"]: storage.bucket.bucket_name,
             "QUEUE_MAX_RECEIVE_COUNT": str(spec.QUEUE.max_receive_count),
+            "QUEUE_MAX_CONCURRENCY": str(spec.QUEUE.max_concurrency),
             **_settings_env(config),
             "POWERTOOLS_SERVICE_NAME": SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,

@@ -222,6 +222,7 @@ class Emulator:
                 spec.RESOURCE_ENV["queue"]: queue_url,
                 spec.RESOURCE_ENV["bucket"]: NAMES["bucket"],
                 "QUEUE_MAX_RECEIVE_COUNT": str(self.queue_spec.max_receive_count),
+                "QUEUE_MAX_CONCURRENCY": str(self.queue_spec.max_concurrency),
             }
         )
         get_settings.cache_clear()

@@ -122,11 +122,13 @@ def _cancelled_by_client() -> JobError:
 DispatchOutcome = Literal["started", "duplicate", "skipped"]
 
 
-def dispatch(message: queue.JobMessage) -> DispatchOutcome:
+def dispatch(message: queue.JobMessage, pacer: workflow.Pacer | None = None) -> DispatchOutcome:
     """Start the workflow of a queued attempt, once, and only if the attempt still waits for it."""
     job = store().get(message.job_id)
     if job.attempt != message.attempt or job.status != JobStatus.PENDING:
         return "skipped"  # cancelled, retried or already running: nothing to start
+    if pacer:
+        pacer.wait_turn()
     return "started" if workflow.start(job.job_id, job.attempt) else "duplicate"
 
 

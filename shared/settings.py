@@ -20,8 +20,13 @@ class Settings(BaseSettings):
     jobs_queue_url: str = ""
     outputs_bucket_name: str = "media-outputs"
     state_machine_arn: str = ""
-    # Set from the queue spec: on its last delivery the dispatcher fails the job before the DLQ.
+    # Set from the queue spec: on its last delivery the dispatcher fails the job before the DLQ;
+    # the dispatcher's maximum concurrency splits the dispatch rate between its instances.
     queue_max_receive_count: int = Field(default=5, ge=1)
+    queue_max_concurrency: int = Field(default=2, ge=1)
+    # Workflows started per second, all dispatchers together: below the provider's create limit
+    # (Replicate: 600/min), so bursts wait in the queue instead of meeting 429s.
+    dispatch_rate_per_second: float = Field(default=8.0, gt=0, le=1000)
 
     # Generation. Without a token (in the environment or the deployed secret), the mock generator.
     replicate_api_token: SecretStr | None = None

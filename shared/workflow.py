@@ -46,6 +46,34 @@ def start(job_id: str, attempt: int) -> bool:
         raise
 
 
+class Pacer:
+    """Spaces out starts so one dispatcher instance starts at most `per_second` per second.
+
+    The SQS event source runs at most QUEUE_MAX_CONCURRENCY dispatchers, so each paces itself to
+    its share of DISPATCH_RATE_PER_SECOND: together they never start workflows (and so provider
+    creates) faster than that, however large the burst in the queue.
+    """
+
+    def __init__(self, per_second: float, clock: Any = None, sleep: Any = None) -> None:
+        import time
+
+        self.interval = 1.0 / per_second
+        self.clock, self.sleep = clock or time.monotonic, sleep or time.sleep
+        self.next_start: float | None = None
+
+    @classmethod
+    def from_settings(cls) -> Pacer:
+        settings = get_settings()
+        return cls(settings.dispatch_rate_per_second / settings.queue_max_concurrency)
+
+    def wait_turn(self) -> None:
+        now = self.clock()
+        if self.next_start is not None and now < self.next_start:
+            self.sleep(self.next_start - now)
+            now = self.next_start
+        self.next_start = now + self.interval
+
+
 def stop(job_id: str, attempt: int, cause: str) -> None:
     """Stop the attempt's workflow if it runs. Safe to call when there is none."""
     try:

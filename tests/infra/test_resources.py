@@ -177,6 +177,7 @@ def test_function_environment(dev: Synthesized) -> None:
         "JOB_RETENTION_DAYS": "30",
         "DEFAULT_MODEL": "black-forest-labs/flux-schnell",
         "QUEUE_MAX_RECEIVE_COUNT": str(spec.QUEUE.max_receive_count),
+        "QUEUE_MAX_CONCURRENCY": str(spec.QUEUE.max_concurrency),
         "POWERTOOLS_SERVICE_NAME": "media-generation",
         "POWERTOOLS_METRICS_NAMESPACE": "MediaGeneration",
         "POWERTOOLS_LOG_LEVEL": "INFO",
