@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import threading
 import warnings
 from typing import Any
 
+from local import serve_until_stopped
 from local.emulator import Emulator
 from shared.settings import get_settings
 
@@ -67,16 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  Ctrl-C to stop.\n",
         flush=True,
     )
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
-        if double:
-            double.stop()
+    serve_until_stopped(emulator.stop, *([double.stop] if double else []))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 
+from local import serve_until_stopped
 from local.replicate_double.server import DEFAULT_TOKEN, ReplicateDouble
 
 
@@ -33,14 +32,7 @@ def main() -> None:
         "  Ctrl-C to stop.\n",
         flush=True,
     )
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        double.stop()
+    serve_until_stopped(double.stop)
 
 
 if __name__ == "__main__":
