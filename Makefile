@@ -11,7 +11,7 @@ EMULATOR_PORT ?= 4566
 export PORT EMULATOR_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev dev-replicate test invoke bench lint lock clean bundle synth bootstrap diff deploy destroy
+.PHONY: help install dev dev-replicate test test-unit invoke bench lint lock clean bundle synth bootstrap diff deploy destroy
 
 # AWS deployment (see README "Deploy to AWS"). The CDK CLI is pinned in package.json (aws-cdk 2.x:
 # npm's `latest` tag is a 3.0.0 build that cannot read this aws-cdk-lib's output).
@@ -40,6 +40,9 @@ dev-replicate: $(STAMP) ## Like dev, but generating on the Replicate test double
 test: $(STAMP) ## Run the test suite (unit + the whole pipeline on the emulation)
 	$(BIN)/python -m pytest
 
+test-unit: $(STAMP) ## The fast lane: unit tests only (no emulation), well under a minute
+	$(BIN)/python -m pytest tests/unit
+
 invoke: $(STAMP) ## Run one function on a sample event: make invoke FN=api EVENT=events/api/health.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || (echo "usage: make invoke FN=<function> EVENT=events/<...>.json" && exit 2)
 	@$(BIN)/python -m local.invoke $(FN) $(EVENT)
@@ -47,7 +50,7 @@ invoke: $(STAMP) ## Run one function on a sample event: make invoke FN=api EVENT
 bench: $(STAMP) ## Cold start of every function (import + first call), in fresh interpreters
 	$(BIN)/python -m bench.cold_start --runs 3
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff check and format check (CI runs it)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

@@ -1,4 +1,4 @@
-"""A test double of the Replicate HTTP API, faithful to /work/shared/REPLICATE.md.
+"""A test double of the Replicate HTTP API, faithful to docs/provider.md.
 
 The real `replicate` client talks to it unchanged (base_url / REPLICATE_BASE_URL); no network, no
 Docker. Predictions really run in the background (starting -> processing -> succeeded), their logs

@@ -20,7 +20,7 @@ log = logging.getLogger("local.replicate_double")
 
 # Titles and details of 401, 402, 422 and 429 are as the real API's replies quoted in public logs
 # (the 402 body is not verified by us; the real 404 seems to carry no title). The others are the
-# double's own wording: every problem here has title, detail and status, as REPLICATE.md states.
+# double's own wording: every problem here has title, detail and status, as docs/provider.md states.
 PROBLEMS: dict[int, tuple[str, str]] = {
     400: ("Bad request", "The request could not be understood."),
     401: ("Unauthenticated", "You did not pass a valid authentication token"),

@@ -1,6 +1,6 @@
 """ReplicateDouble: the Replicate HTTP API on 127.0.0.1, in-process, for tests and `make dev`.
 
-Behaviour follows /work/shared/REPLICATE.md. Where the real API's behaviour is unverified, the
+Behaviour follows docs/provider.md. Where the real API's behaviour is unverified, the
 choice made here is marked "unverified" in a comment.
 """
 

@@ -34,4 +34,5 @@ def generator() -> Generator:
         from shared.generation.mock import MockGenerator
 
         return MockGenerator(seconds=settings.mock_generation_seconds)
-    raise NotImplementedError("Replicate generation is not wired yet (issue 3)")
+    # With a provider the worker runs predictions (shared/generation/replicate.py), not a Generator.
+    raise RuntimeError("A provider is configured: the mock generator is not used")

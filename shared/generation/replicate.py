@@ -1,7 +1,7 @@
 """Replicate, through the official `replicate` client (1.0.7), with every failure mapped onto the
 service's error taxonomy: TransientError (the workflow retries) or PermanentError (the job fails).
 
-Client traps handled here (see REPLICATE.md):
+Client traps handled here (see docs/provider.md):
 - official models must be created through `client.models.predictions.create` for `wait` to work;
 - the client never retries POST: a 429 on create reaches us, and we honour its wait ourselves;
 - its GET retry sleeps for any numeric Retry-After, uncapped: we cap it;

@@ -1,6 +1,6 @@
 """The Replicate double, driven by the real `replicate` client (1.0.7) as our worker will drive it.
 
-Every behaviour checked here is one REPLICATE.md describes, or a scripted fault the worker's tests
+Every behaviour checked here is one docs/provider.md describes, or a scripted fault the worker's tests
 rely on. Waits poll with deadlines; durations are shortened through the double's settings.
 """
 
@@ -212,7 +212,7 @@ def test_sync_create_returns_the_unfinished_prediction_when_time_is_up(
 def test_predictions_create_with_a_model_silently_drops_wait(client: replicate.Client) -> None:
     prediction = client.predictions.create(model=FLUX_SCHNELL, input={"prompt": "x"}, wait=10)
 
-    assert prediction.status == "starting"  # the client trap REPLICATE.md warns about
+    assert prediction.status == "starting"  # the client trap docs/provider.md warns about
 
 
 @pytest.mark.parametrize(
@@ -803,7 +803,7 @@ def test_forged_webhooks_fail_validation(client: replicate.Client, double: Repli
         replicate.webhooks.validate(headers=forged["headers"], body=forged["body"], secret=secret, tolerance=300)
     with pytest.raises(InvalidTimestampError):
         replicate.webhooks.validate(headers=replayed["headers"], body=replayed["body"], secret=secret, tolerance=300)
-    # Without a tolerance the replay passes: the trap REPLICATE.md warns about.
+    # Without a tolerance the replay passes: the trap docs/provider.md warns about.
     replicate.webhooks.validate(headers=replayed["headers"], body=replayed["body"], secret=secret)
     assert [d.forged for d in double.webhook_deliveries] == ["signature", "timestamp"]
 
