@@ -37,7 +37,7 @@ dev: $(STAMP) ## Serve the API on http://127.0.0.1:$(PORT) over the embedded AWS
 dev-replicate: $(STAMP) ## Like dev, but generating on the Replicate test double (real client, webhooks)
 	$(BIN)/python -m local.dev --replicate-double
 
-test: $(STAMP) ## Run the test suite (unit + the whole pipeline on the emulation)
+test: $(STAMP) $(CDK) ## Run the test suite (unit + the whole pipeline on the emulation)
 	$(BIN)/python -m pytest
 
 invoke: $(STAMP) ## Run one function on a sample event: make invoke FN=api EVENT=events/api/health.json
