@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock --group dev
 	touch $@
 
-install: $(STAMP) ## Create .venv with everything pinned (runs automatically)
+install: $(STAMP) $(CDK) ## Create .venv with everything pinned, and the CDK CLI in node_modules/
 
 dev: $(STAMP) ## Serve the API on http://127.0.0.1:$(PORT) over the embedded AWS emulation
 	$(BIN)/python -m local.dev
@@ -37,7 +37,7 @@ dev: $(STAMP) ## Serve the API on http://127.0.0.1:$(PORT) over the embedded AWS
 dev-replicate: $(STAMP) ## Like dev, but generating on the Replicate test double (real client, webhooks)
 	$(BIN)/python -m local.dev --replicate-double
 
-test: $(STAMP) ## Run the test suite (unit + the whole pipeline on the emulation)
+test: $(STAMP) $(CDK) ## Run the test suite (unit + the whole pipeline on the emulation)
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP) ## The fast lane: unit tests only (no emulation), well under a minute
@@ -65,23 +65,25 @@ $(CDK): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-bundle: $(STAMP) ## Build the Lambda packages in build/ (arm64 wheels from PyPI, no Docker)
-	$(BIN)/python -m infra.bundle
+bundle: $(STAMP) ## Build the Lambda packages in build/ and print their sizes (cdk synth/deploy do it too)
+	$(BIN)/python -m infra.bundle --report
 
-synth: bundle $(CDK) ## Synthesize the CloudFormation template into cdk.out/ (no AWS account needed)
+# The CDK app builds the Lambda packages itself when it stages them (synth, diff, deploy; never
+# bootstrap or destroy): these targets are `npx cdk ...` with the repo's options.
+synth: $(STAMP) $(CDK) ## Synthesize the CloudFormation template into cdk.out/ (no AWS account needed)
 	AWS_EC2_METADATA_DISABLED=true $(CDK) synth --quiet --no-notices $(CDK_ARGS)
 	@echo "Template: $$(ls -t cdk.out/*.template.json | head -1)"
 
-bootstrap: $(CDK) ## Once per account and region: the CDK's staging bucket and deploy roles
+bootstrap: $(STAMP) $(CDK) ## Once per account and region: the CDK's staging bucket and deploy roles
 	$(CDK) bootstrap --no-notices $(CDK_ARGS)
 
-diff: bundle $(CDK) ## Show what `make deploy` would change in your AWS account
+diff: $(STAMP) $(CDK) ## Show what `make deploy` would change in your AWS account
 	$(CDK) diff --no-notices $(CDK_ARGS)
 
-deploy: bundle $(CDK) ## Deploy to AWS (credentials + `cdk bootstrap` once); outputs in cdk-outputs.json
+deploy: $(STAMP) $(CDK) ## Deploy to AWS (credentials + `cdk bootstrap` once); outputs in cdk-outputs.json
 	$(CDK) deploy --no-notices --require-approval broadening --outputs-file cdk-outputs.json $(CDK_ARGS)
 
-destroy: bundle $(CDK) ## Delete the stack (a production stage keeps its table, bucket, secret, logs)
+destroy: $(STAMP) $(CDK) ## Delete the stack (builds nothing; a production stage keeps its table, bucket, secret, logs)
 	$(CDK) destroy --no-notices $(CDK_ARGS)
 
 clean: ## Remove the virtualenv and caches

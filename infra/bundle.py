@@ -3,13 +3,18 @@
 Each package holds the function's own directory (functions/<name>/, its `app.py` at the root), the
 `shared/` package, and only the dependency group of pyproject.toml the function needs, installed
 by pip from manylinux wheels for the Lambda architecture and Python version (never from sdists, so
-nothing is compiled for this machine), at the versions of requirements.lock.
+nothing is compiled for this machine), at the versions of requirements.lock. botocore's service
+models are pruned to the services the code calls, and everything is compiled to bytecode by the
+Lambda runtime's own Python version (Lambda's code directory is read-only: without .pyc files every
+cold start compiles every module).
 
-A package is rebuilt only when its inputs change (sources, groups, lock, target platform): their
-hash is kept in the package, and the CDK app refuses a package whose hash is stale.
+The CDK app runs this itself when it stages a function's asset (infra/constructs/functions.py), so
+`cdk synth`/`cdk deploy` need no separate step. A package is rebuilt only when its inputs change
+(sources, groups, lock, target platform): their hash is kept in the package.
 
     python -m infra.bundle                 # every function of infra/spec.py
     python -m infra.bundle worker --force  # one function, rebuilt even if current
+    python -m infra.bundle --report        # and print the packages' sizes
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +42,7 @@ STAMP = ".bundle.json"
 
 # Graviton: about 20% cheaper per GB-second than x86_64, and every dependency has aarch64 wheels.
 ARCHITECTURE = "arm64"
-PYTHON_VERSION = "3.12"
+PYTHON_VERSION = spec.LAMBDA_PYTHON
 # The python3.12 runtime is Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels run on it, and
 # some packages (Pillow 13) publish nothing older for aarch64.
 PLATFORMS = {
@@ -48,8 +54,20 @@ PLATFORMS = {
 # deploy, and the code is tested against the pinned one (AWS's advice for production functions).
 EXCLUDED: frozenset[str] = frozenset()
 
+# botocore's models of the services the code calls (tests/infra/test_bundle.py checks every
+# client("...") of shared/ and functions/ is here): dynamodb, s3, sqs, stepfunctions, secretsmanager
+# (Powertools Parameters), xray (the X-Ray SDK's sampling-rule client). The other ~440 services'
+# models are most of botocore's size. No STS: Lambda gives the role's credentials in the environment.
+BOTOCORE_SERVICES = frozenset({"dynamodb", "s3", "sqs", "stepfunctions", "secretsmanager", "xray"})
+
 IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 IGNORED_SUFFIXES = {".pyc", ".pyo"}
+# Overrides where the bundler looks for the runtime's Python (any interpreter of that minor version).
+INTERPRETER_ENV = "LAMBDA_PYTHON_INTERPRETER"
+
+
+class BundleError(RuntimeError):
+    """A package cannot be built as Lambda needs it (the message says what to do)."""
 
 
 def group_of(function: str) -> str:
@@ -110,7 +128,8 @@ def inputs_hash(function: str, architecture: str = ARCHITECTURE) -> str:
         "lock": LOCK.read_text(),
         "platforms": PLATFORMS[architecture],
         "python": PYTHON_VERSION,
-        "recipe": 1,  # bump when the way packages are built changes
+        "botocore_services": sorted(BOTOCORE_SERVICES),
+        "recipe": 2,  # bump when the way packages are built changes
     }
     digest.update(json.dumps(recipe, sort_keys=True).encode())
     for name, path in _source_files(function):
@@ -133,26 +152,119 @@ def build(function: str, *, architecture: str = ARCHITECTURE, force: bool = Fals
     target = bundle_dir(function)
     inputs = inputs_hash(function, architecture)  # before copying: a later edit makes it stale
     if not force and is_current(function, architecture):
-        print(f"{function}: up to date ({target.relative_to(ROOT)})")
+        _progress(f"{function}: up to date ({_shown(target)})")
         return target
-    BUILD.mkdir(exist_ok=True)
+    interpreter = find_interpreter()  # before the slow part: fail at once when it is missing
+    BUILD.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{function}-", dir=BUILD))
     try:
         _pip_install(requirements(group_of(function)), staging, architecture)
         shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts: useless on Lambda
+        prune_botocore(staging)
         for name, path in _source_files(function):
             destination = staging / name
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, destination)
         _remove_bytecode(staging)
+        compile_bytecode(staging, interpreter)
         stamp = {"function": function, "group": group_of(function), "inputs": inputs}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"{function}: built {target.relative_to(ROOT)} ({_megabytes(_tree_size(target))} unzipped)")
+    _progress(f"{function}: built {_shown(target)} ({_megabytes(_tree_size(target))} unzipped)")
     return target
+
+
+def build_into(function: str, output_dir: str | Path) -> None:
+    """The function's package, built (or reused) in build/ and copied into `output_dir`: what the
+    CDK's local bundling calls, so `cdk synth`/`deploy` build the packages themselves."""
+    source = build(function)
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_file() and relative.as_posix() != STAMP:
+            destination = Path(output_dir) / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+
+
+def find_interpreter(version: str = PYTHON_VERSION) -> str:
+    """A Python of the Lambda runtime's minor version, to compile the bytecode with: $LAMBDA_PYTHON_INTERPRETER,
+    python3.X on PATH, `pyenv which python3.X`, or ~/.pyenv/versions/3.X.*. Each candidate is run,
+    since a pyenv shim exists even when its version is not selected."""
+    name = f"python{version}"
+    candidates = [os.environ.get(INTERPRETER_ENV, ""), shutil.which(name) or ""]
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        found = subprocess.run([pyenv, "which", name], capture_output=True, text=True)
+        candidates.append(found.stdout.strip() if found.returncode == 0 else "")
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    installed = sorted(pyenv_root.glob(f"versions/{version}.*/bin/{name}"), key=_patch_level, reverse=True)
+    candidates += [str(path) for path in installed]
+    for candidate in filter(None, candidates):
+        if _python_version(candidate) == version:
+            return candidate
+    raise BundleError(
+        f"Python {version} (the Lambda runtime, infra/spec.py LAMBDA_PYTHON) is needed to compile the "
+        f"packages' bytecode, and none was found (looked at ${INTERPRETER_ENV}, {name} on PATH, "
+        f"`pyenv which {name}`, {pyenv_root}/versions/{version}.*). Install it (e.g. `pyenv install "
+        f"{version}`) or set {INTERPRETER_ENV}=/path/to/{name}."
+    )
+
+
+def _patch_level(path: Path) -> tuple[int, ...]:
+    release = path.parents[1].name.split(".")
+    return tuple(int(part) if part.isdigit() else -1 for part in release)
+
+
+def _python_version(interpreter: str) -> str | None:
+    try:
+        result = subprocess.run(
+            [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def compile_bytecode(root: Path, interpreter: str) -> None:
+    """Every module's .pyc, by the runtime's Python. unchecked-hash: the .pyc is used without looking
+    at the source, whose mtime CDK's zip does not keep (a timestamp .pyc would be stale on Lambda,
+    and recompiled at every cold start since /var/task is read-only)."""
+    command = [interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(root)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BundleError(f"compileall failed in {root}:\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+def prune_botocore(root: Path) -> None:
+    """Drop the service models of every service but BOTOCORE_SERVICES (the data files at the top of
+    botocore/data: endpoints, partitions, default configuration, retries, stay)."""
+    data = root / "botocore" / "data"
+    if not data.is_dir():
+        return
+    for service in data.iterdir():
+        if service.is_dir() and service.name not in BOTOCORE_SERVICES:
+            shutil.rmtree(service)
+    missing = {s for s in BOTOCORE_SERVICES if not (data / s).is_dir()}
+    if missing:
+        raise BundleError(f"botocore has no model for {sorted(missing)}: check BOTOCORE_SERVICES")
+
+
+def _progress(message: str) -> None:
+    # stderr: the CDK CLI reads the app's stdout during synth.
+    print(message, file=sys.stderr, flush=True)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _pip_install(requirements_: list[str], target: Path, architecture: str) -> None:
@@ -183,7 +295,7 @@ def _remove_bytecode(root: Path) -> None:
 
 
 def _tree_size(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != STAMP)
 
 
 def zipped_size(root: Path) -> int:
@@ -191,7 +303,7 @@ def zipped_size(root: Path) -> int:
     with tempfile.TemporaryFile() as handle:
         with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(root.rglob("*")):
-                if path.is_file():
+                if path.is_file() and path.name != STAMP:
                     archive.write(path, path.relative_to(root).as_posix())
         return handle.tell()
 
@@ -221,8 +333,11 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(functions) - set(spec.FUNCTIONS)
     if unknown:
         parser.error(f"unknown functions {sorted(unknown)}; infra/spec.py has {sorted(spec.FUNCTIONS)}")
-    for function in functions:
-        build(function, force=args.force)
+    try:
+        for function in functions:
+            build(function, force=args.force)
+    except BundleError as error:
+        sys.exit(f"infra.bundle: {error}")
     if args.report:
         print(report(functions))
 

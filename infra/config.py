@@ -36,8 +36,9 @@ DEFAULTS: dict[str, Any] = {
     "apiThrottleBurstLimit": 40,
     "pendingJobAlarmSeconds": 300,
     "alarmEmail": "",
-    # "bundles": ship build/<function> (made by `make bundle`). "source": ship the bare source
-    # directories, for offline synth in tests only (such a template does not run on Lambda).
+    # "bundles": ship each function's package, built by infra/bundle.py when CDK stages the asset.
+    # "source": ship the bare source directories, for the fast offline synth of the tests only
+    # (such a template does not run on Lambda).
     "assets": "bundles",
 }
 

@@ -16,6 +16,10 @@ from shared import store
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_DEFINITION = ROOT / "infra" / "statemachine" / "job.asl.json"
 
+# The Lambda runtime's Python: the functions' runtime (python3.12) and the interpreter that compiles
+# their bundles' bytecode both come from here (.pyc files only load on the same minor version).
+LAMBDA_PYTHON = "3.12"
+
 
 @dataclass(frozen=True)
 class Index:
@@ -83,8 +87,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("dispatcher", timeout_seconds=30, memory_mb=256),
         # Lambda's maximum: the worker stops itself at the job's deadline (JOB_TIMEOUT) anyway.
         FunctionSpec("worker", timeout_seconds=900, memory_mb=1024, dependency_group="worker"),
-        # Cancels the provider's prediction of a failed job, so it needs the provider client.
-        FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256, dependency_group="worker"),
+        # Cancels the provider's prediction of a failed job: the provider client, without Pillow.
+        FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256, dependency_group="provider"),
     )
 }
 

@@ -4,7 +4,10 @@ group with retention, active X-Ray tracing, and its deployment package from infr
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, Duration, ILocalBundling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
@@ -14,17 +17,37 @@ from infra import bundle, spec
 from infra.config import Config
 from infra.constructs import log_group
 
-RUNTIME = lambda_.Runtime.PYTHON_3_12  # the bundles are built for it: bundle.PYTHON_VERSION
+# The bundles are built for it (bundle.PYTHON_VERSION): both come from spec.LAMBDA_PYTHON.
+RUNTIME: lambda_.Runtime = getattr(lambda_.Runtime, "PYTHON_" + spec.LAMBDA_PYTHON.replace(".", "_"))
 ARCHITECTURE = lambda_.Architecture.ARM_64  # bundle.ARCHITECTURE
+
+
+@jsii.implements(ILocalBundling)
+class LocalBundler:
+    """CDK local bundling: the project's bundler builds the package on this machine, so Docker and
+    the image below are never used. CDK calls it only for stacks it bundles: `cdk synth`, `diff`,
+    `deploy`; not `destroy`, `bootstrap` or `list` (its `bundlingStacks` context is then empty)."""
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+
+    def try_bundle(self, output_dir: str, *_options: Any, **_keywords: Any) -> bool:
+        bundle.build_into(self.function, output_dir)
+        return True
 
 
 def function_code(name: str, config: Config) -> lambda_.Code:
     if config.assets == "source":
         # Offline synth for the tests: the template is the same, the package is not deployable.
         return lambda_.Code.from_asset(str(spec.FUNCTIONS[name].source_dir))
-    if not bundle.is_current(name):
-        raise RuntimeError(f"build/{name} is missing or older than the sources: run `make bundle` first")
-    return lambda_.Code.from_asset(str(bundle.bundle_dir(name)), exclude=[bundle.STAMP])
+    return lambda_.Code.from_asset(
+        str(spec.FUNCTIONS[name].source_dir),
+        # The package depends on more than the function's directory (shared/, the lock, the
+        # groups): the bundler's inputs hash names the asset, so any change rebuilds it.
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=bundle.inputs_hash(name),
+        bundling=BundlingOptions(image=RUNTIME.bundling_image, local=LocalBundler(name)),
+    )
 
 
 class ServiceFunction(Construct):

@@ -1,14 +1,17 @@
 """Lambda packaging (infra/bundle.py), offline: each function gets only its dependency group,
 that group is enough to import it, packages are built from manylinux wheels for the Lambda
-architecture, and a stale package is refused."""
+architecture, compiled by the runtime's Python, with botocore's models of every service the code
+calls, and the CDK app builds them itself (never for destroy)."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -19,7 +22,7 @@ from infra.constructs.functions import ARCHITECTURE, RUNTIME, function_code
 
 from .conftest import ROOT
 
-PROVIDER = {"replicate", "pillow", "httpx"}
+PROVIDER = {"replicate", "httpx"}
 NEVER_SHIPPED = {"moto", "pytest", "ruff", "aws-cdk-lib", "constructs", "cdk-nag", "cfn-lint"}
 
 
@@ -28,17 +31,20 @@ def names(requirements: list[str]) -> set[str]:
 
 
 def test_groups_of_the_functions() -> None:
-    assert not names(bundle.requirements("api")) & (PROVIDER | NEVER_SHIPPED)
-    assert names(bundle.requirements("worker")) >= PROVIDER
+    assert not names(bundle.requirements("api")) & (PROVIDER | {"pillow"} | NEVER_SHIPPED)
+    assert names(bundle.requirements("worker")) >= PROVIDER | {"pillow"}
     assert not names(bundle.requirements("worker")) & NEVER_SHIPPED
     assert bundle.group_of("api") == bundle.group_of("dispatcher") == "api"
     assert bundle.group_of("worker") == "worker"
+    # The finalizer cancels predictions (the provider client) and never draws an image.
+    assert names(bundle.requirements(bundle.group_of("finalizer"))) >= PROVIDER
+    assert "pillow" not in names(bundle.requirements(bundle.group_of("finalizer")))
     for function in spec.FUNCTIONS:
         assert bundle.requirements(bundle.group_of(function)), function
 
 
 def test_runtime_matches_the_wheels() -> None:
-    assert RUNTIME.name == f"python{bundle.PYTHON_VERSION}"
+    assert RUNTIME.name == f"python{bundle.PYTHON_VERSION}" == f"python{spec.LAMBDA_PYTHON}"
     assert ARCHITECTURE.name == bundle.ARCHITECTURE
     assert all("aarch64" in platform for platform in bundle.PLATFORMS[bundle.ARCHITECTURE])
 
@@ -61,23 +67,130 @@ def test_pip_installs_wheels_for_lambda_only(monkeypatch: pytest.MonkeyPatch, tm
     assert command[command.index("--target") + 1] == str(tmp_path)
 
 
-def test_a_stale_or_missing_package_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setattr(bundle, "BUILD", tmp_path)
-    config = Config.from_context(lambda key: None)
-    assert config.assets == "bundles"
-    with pytest.raises(RuntimeError, match="make bundle"):
-        function_code("api", config)
+# ---- the CDK app builds the packages (local bundling) ------------------------------------------
+def synth_one_function(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **context) -> tuple[list[str], Path]:
+    """A stack with the api function's code as the real app makes it; bundle.build replaced by a
+    fake package. Returns the functions built and the cloud assembly's directory."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
 
-    package = tmp_path / "api"
-    package.mkdir()
-    (package / bundle.STAMP).write_text(json.dumps({"inputs": bundle.inputs_hash("api")}))
-    assert bundle.is_current("api")
-    function_code("api", config)  # accepted
+    built: list[str] = []
 
+    def fake_build(function: str, **_kwargs) -> Path:
+        built.append(function)
+        package = tmp_path / "build" / function
+        (package / "__pycache__").mkdir(parents=True, exist_ok=True)
+        (package / "app.py").write_text("def handler(event, context): ...\n")
+        (package / "__pycache__" / "app.cpython-312.pyc").write_bytes(b"pyc")
+        (package / bundle.STAMP).write_text("{}")
+        return package
+
+    monkeypatch.setattr(bundle, "build", fake_build)
+    outdir = tmp_path / "cdk.out"
+    app = App(outdir=str(outdir), context=context)
+    stack = Stack(app, "Bundled")
+    lambda_.Function(
+        stack,
+        "Api",
+        runtime=RUNTIME,
+        handler="app.handler",
+        code=function_code("api", Config.from_context(lambda key: None)),
+    )
+    app.synth()
+    return built, outdir
+
+
+def test_synth_builds_the_package_into_the_asset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    built, outdir = synth_one_function(monkeypatch, tmp_path)
+    assert built == ["api"]
+    (asset,) = outdir.glob("asset.*")
+    assert (asset / "app.py").is_file() and (asset / "__pycache__" / "app.cpython-312.pyc").is_file()
+    assert not (asset / bundle.STAMP).exists()
+
+
+def test_no_package_is_built_when_cdk_skips_bundling(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The CDK CLI passes an empty bundling-stacks list for destroy, bootstrap and list.
+    built, _ = synth_one_function(monkeypatch, tmp_path, **{"aws:cdk:bundling-stacks": []})
+    assert built == []
+
+
+def test_the_asset_changes_with_any_input_of_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = bundle.inputs_hash("api")
     monkeypatch.setattr(bundle, "requirements", lambda group: ["pydantic==0.0.1"])
-    assert not bundle.is_current("api")  # a changed dependency set makes it stale
-    with pytest.raises(RuntimeError, match="make bundle"):
-        function_code("api", config)
+    assert bundle.inputs_hash("api") != before
+
+
+# ---- bytecode by the runtime's Python ---------------------------------------------------------
+def test_a_missing_runtime_python_stops_the_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no python3.X, no pyenv
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    monkeypatch.delenv(bundle.INTERPRETER_ENV, raising=False)
+    monkeypatch.setattr(bundle, "BUILD", tmp_path / "build")
+    with pytest.raises(bundle.BundleError, match=rf"Python {bundle.PYTHON_VERSION} .*LAMBDA_PYTHON"):
+        bundle.build("api", force=True)
+    assert not (tmp_path / "build" / "api").exists()  # nothing shipped without bytecode
+
+
+def test_an_interpreter_of_another_version_is_not_taken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    shim = tmp_path / f"python{bundle.PYTHON_VERSION}"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # a shim that runs this machine's Python
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    monkeypatch.delenv(bundle.INTERPRETER_ENV, raising=False)
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" != bundle.PYTHON_VERSION:
+        with pytest.raises(bundle.BundleError):
+            bundle.find_interpreter()
+
+
+def test_bytecode_is_compiled_by_the_runtime_python_without_source_checks(tmp_path: Path) -> None:
+    try:
+        interpreter = bundle.find_interpreter()
+    except bundle.BundleError as error:
+        pytest.skip(str(error))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "module.py").write_text("VALUE = 1\n")
+    bundle.compile_bytecode(tmp_path, interpreter)
+    tag = "cpython-" + bundle.PYTHON_VERSION.replace(".", "")
+    compiled = tmp_path / "pkg" / "__pycache__" / f"module.{tag}.pyc"
+    flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based, unchecked: valid whatever mtime the zip gives the source
+
+
+# ---- botocore keeps the model of every service the code calls -----------------------------------
+CLIENT_CALL = re.compile(r"""\bclient\(\s*["']([a-z0-9-]+)["']""")
+
+
+def services_called() -> set[str]:
+    found = set()
+    for base in ("shared", "functions"):
+        for path in (ROOT / base).rglob("*.py"):
+            found |= set(CLIENT_CALL.findall(path.read_text()))
+    if (ROOT / "shared" / "secrets.py").read_text().count("parameters.get_secret"):
+        found.add("secretsmanager")  # Powertools Parameters' own client
+    return found
+
+
+def test_every_service_the_code_calls_keeps_its_model() -> None:
+    called = services_called()
+    assert {"dynamodb", "s3", "sqs", "stepfunctions"} <= called  # the scan is not vacuous
+    assert called <= bundle.BOTOCORE_SERVICES, f"pruned from the packages: {sorted(called - bundle.BOTOCORE_SERVICES)}"
+
+
+def test_pruning_keeps_the_kept_services_and_the_shared_data(tmp_path: Path) -> None:
+    data = tmp_path / "botocore" / "data"
+    for service in (*bundle.BOTOCORE_SERVICES, "ec2", "iam"):
+        (data / service / "2012-01-01").mkdir(parents=True)
+    for name in ("endpoints.json", "partitions.json", "sdk-default-configuration.json", "_retry.json"):
+        (data / name).write_text("{}")
+    bundle.prune_botocore(tmp_path)
+    kept = {path.name for path in data.iterdir()}
+    assert kept == set(bundle.BOTOCORE_SERVICES) | {
+        "endpoints.json",
+        "partitions.json",
+        "sdk-default-configuration.json",
+        "_retry.json",
+    }
 
 
 def test_package_files_are_the_function_and_shared_without_bytecode() -> None:
