@@ -192,9 +192,12 @@ class WebhookAck(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="`healthy`, or `unhealthy` when a deep check found a part unreachable")
     mode: str = Field(description="`mock` without a Replicate token, `replicate` with one")
     version: str
+    checks: dict[str, str] | None = Field(
+        default=None, description="With `deep=true`: `ok` or `unreachable` for table, queue, bucket and workflow"
+    )
 
 
 class FieldError(BaseModel):
