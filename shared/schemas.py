@@ -195,9 +195,10 @@ class Health(BaseModel):
     status: str = Field(description="`healthy`, or `unhealthy` when a deep check found a part unreachable")
     mode: str = Field(description="`mock` without a Replicate token, `replicate` with one")
     version: str
-    checks: dict[str, str] | None = Field(
-        default=None, description="With `deep=true`: `ok` or `unreachable` for table, queue, bucket and workflow"
-    )
+
+
+class DeepHealth(Health):
+    checks: dict[str, str] = Field(description="`ok` or `unreachable`, for table, queue, bucket and workflow")
 
 
 class FieldError(BaseModel):

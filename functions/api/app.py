@@ -18,6 +18,7 @@ from shared.models import GenerateRequest, JobStatus
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
     API_PREFIX,
+    DeepHealth,
     ErrorBody,
     FieldError,
     Health,
@@ -142,15 +143,26 @@ def stats() -> Stats:
     return Stats.of(jobs.store().stats())
 
 
-@app.get("/health", responses={200: {"description": "Healthy"}, 503: {"description": "A deep check failed"}})
+@app.get(
+    "/health",
+    responses={
+        200: {"description": "Healthy"},
+        503: {
+            "description": "A deep check found a part unreachable",
+            "content": {content_types.APPLICATION_JSON: {"model": DeepHealth}},
+        },
+    },
+)
 def health(
     deep: Annotated[bool, Query(description="Also check that the table, queue, bucket and workflow answer")] = False,
-) -> Response[Health]:
+) -> Response[DeepHealth | Health]:
     """Liveness (calls nothing); with `deep=true`, one cheap call to each resource a job needs."""
     mode = "mock" if get_settings().mock_mode else "replicate"
-    checks = health_checks.check() if deep else None
-    healthy = checks is None or set(checks.values()) == {"ok"}
-    body = Health(status="healthy" if healthy else "unhealthy", mode=mode, version=VERSION, checks=checks)
+    if not deep:
+        return Response(200, content_types.APPLICATION_JSON, Health(status="healthy", mode=mode, version=VERSION))
+    checks = health_checks.check()
+    healthy = set(checks.values()) == {"ok"}
+    body = DeepHealth(status="healthy" if healthy else "unhealthy", mode=mode, version=VERSION, checks=checks)
     return Response(status_code=200 if healthy else 503, content_type=content_types.APPLICATION_JSON, body=body)
 
 
