@@ -54,11 +54,11 @@ def test_a_thousand_forged_deliveries_cost_at_most_one_secret_fetch_and_no_5xx(a
     def forge(n: int) -> int:
         return api.post(WEBHOOK, content=body, headers=signed(forger, body, f"msg_{n}")).status_code
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         statuses = list(pool.map(forge, range(1000)))
 
     assert statuses.count(401) == 1000, {s: statuses.count(s) for s in set(statuses)}
-    assert secret_fetches(double) - before <= 1
+    assert secret_fetches(double) - before <= 1, [r for r in double.requests if r.path == SECRET_PATH]
     # The genuine secret still verifies (no fetch needed: it is cached).
     response = api.post(WEBHOOK, content=body, headers=signed(double.webhook_secret, body))
     assert response.status_code == 200 and response.json() == {"outcome": "unknown job"}
