@@ -11,7 +11,7 @@ EMULATOR_PORT ?= 4566
 export PORT EMULATOR_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev dev-replicate test test-unit invoke bench lint lock clean bundle synth bootstrap diff deploy destroy
+.PHONY: help install dev dev-replicate test test-unit invoke redrive bench lint lock clean bundle synth bootstrap diff deploy destroy
 
 # AWS deployment (see README "Deploy to AWS"). The CDK CLI is pinned in package.json (aws-cdk 2.x:
 # npm's `latest` tag is a 3.0.0 build that cannot read this aws-cdk-lib's output).
@@ -46,6 +46,9 @@ test-unit: $(STAMP) ## The fast lane: unit tests only (no emulation), well under
 invoke: $(STAMP) ## Run one function on a sample event: make invoke FN=api EVENT=events/api/health.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || (echo "usage: make invoke FN=<function> EVENT=events/<...>.json" && exit 2)
 	@$(BIN)/python -m local.invoke $(FN) $(EVENT)
+
+redrive: $(STAMP) ## New attempt of each job in the dead-letter queue, then empty it (STACK=<stack> if deployed)
+	$(BIN)/python -m ops.redrive $(if $(STACK),--stack $(STACK))
 
 bench: $(STAMP) ## Cold start of every function (import + first call), in fresh interpreters
 	$(BIN)/python -m bench.cold_start --runs 3

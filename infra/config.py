@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "logRetentionDays": 30,
     "apiThrottleRateLimit": 20,
     "apiThrottleBurstLimit": 40,
+    # The provider's webhook route has its own bucket: a flood of (forged) deliveries is refused
+    # there with 429 and never eats the client routes' limit. Replicate retries refused deliveries.
+    "webhookThrottleRateLimit": 50,
+    "webhookThrottleBurstLimit": 100,
     "pendingJobAlarmSeconds": 300,
     "alarmEmail": "",
     # "bundles": ship each function's package, built by infra/bundle.py when CDK stages the asset.
@@ -61,6 +65,8 @@ class Config:
     log_retention_days: int
     api_throttle_rate_limit: int
     api_throttle_burst_limit: int
+    webhook_throttle_rate_limit: int
+    webhook_throttle_burst_limit: int
     pending_job_alarm_seconds: int
     alarm_email: str
     assets: str
@@ -95,6 +101,8 @@ class Config:
             log_retention_days=int(raw["logRetentionDays"]),
             api_throttle_rate_limit=int(raw["apiThrottleRateLimit"]),
             api_throttle_burst_limit=int(raw["apiThrottleBurstLimit"]),
+            webhook_throttle_rate_limit=int(raw["webhookThrottleRateLimit"]),
+            webhook_throttle_burst_limit=int(raw["webhookThrottleBurstLimit"]),
             pending_job_alarm_seconds=int(raw["pendingJobAlarmSeconds"]),
             alarm_email=str(raw["alarmEmail"] or ""),
             assets=str(raw["assets"]),

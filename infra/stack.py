@@ -34,6 +34,7 @@ ACCESS: dict[str, frozenset[str]] = {
             "secret:read",
             "workflow:stop",
             "workflow:callback",
+            "health:check",
         }
     ),
     "dispatcher": frozenset({"jobs:write", "queue:consume", "workflow:start"}),
@@ -115,6 +116,7 @@ class MediaGenerationStack(Stack):
             "workflow:start": workflow.grant_start,
             "workflow:stop": workflow.grant_stop,
             "workflow:callback": workflow.grant_task_response,
+            "health:check": lambda role: _grant_health_checks(role, queues, storage, workflow),
         }
         for name, function in functions.items():
             for capability in sorted(ACCESS[name] - {"queue:consume"}):
@@ -216,3 +218,15 @@ def _suppress_workflow_findings(workflow: JobWorkflow) -> None:
         applies_to=("Resource::*",),
         children=True,
     )
+
+
+def _grant_health_checks(role, queues: JobsQueue, storage: OutputsStorage, workflow: JobWorkflow) -> None:
+    """GET /health?deep=true: one cheap call to each resource (the table's GetItem is in jobs:write)."""
+    from aws_cdk import aws_iam as iam
+
+    for action, resource in (
+        ("sqs:GetQueueAttributes", queues.queue.queue_arn),
+        ("s3:ListBucket", storage.bucket.bucket_arn),  # what HeadBucket needs
+        ("states:DescribeStateMachine", workflow.state_machine.state_machine_arn),
+    ):
+        role.add_to_principal_policy(iam.PolicyStatement(actions=[action], resources=[resource]))

@@ -13,7 +13,7 @@ from math import gcd
 from typing import Any
 
 from shared.errors import InvalidParameter
-from shared.models import GenerateRequest
+from shared.models import Adjustment, GenerateRequest
 
 FLUX_SCHNELL = "black-forest-labs/flux-schnell"
 SDXL = "stability-ai/sdxl"
@@ -40,12 +40,50 @@ class Model:
             values["seed"] = params.seed
         return values | self._map(request, params.model_fields_set)
 
+    def adapt(self, request: GenerateRequest) -> tuple[GenerateRequest, list[Adjustment]]:
+        """For a request that names no model: drop the parameters this model has no equivalent
+        for and clamp the steps to its range, instead of refusing them; each change is recorded."""
+        params = request.parameters
+        adjustments = [
+            Adjustment(
+                field=f"parameters.{name}", requested=getattr(params, name), reason=f"not supported by {self.name}"
+            )
+            for name in sorted(params.model_fields_set - {"num_outputs", "seed"} - self.supported)
+        ]
+        keep = {
+            name: getattr(params, name)
+            for name in params.model_fields_set
+            if name in self.supported | {"num_outputs", "seed"}
+        }
+        low, high = self.steps
+        if "num_inference_steps" in keep and not low <= keep["num_inference_steps"] <= high:
+            steps = min(max(keep["num_inference_steps"], low), high)
+            adjustments.append(
+                Adjustment(
+                    field="parameters.num_inference_steps",
+                    requested=keep["num_inference_steps"],
+                    applied=steps,
+                    reason=f"{self.name} takes {low} to {high} steps",
+                )
+            )
+            keep["num_inference_steps"] = steps
+        adapted = request.model_copy(update={"parameters": type(params)(**keep)})
+        return adapted, adjustments
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        return 1, 100
+
     def _map(self, request: GenerateRequest, explicit: set[str]) -> dict[str, Any]:
         raise NotImplementedError
 
 
 class FluxSchnell(Model):
     """Sizes are an aspect ratio at 1 or 0.25 megapixels; 1 to 4 steps; no guidance."""
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        return 1, 4
 
     def _map(self, request: GenerateRequest, explicit: set[str]) -> dict[str, Any]:
         params = request.parameters

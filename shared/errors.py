@@ -36,6 +36,16 @@ class InvalidTransition(ServiceError):
         self.current_status = current_status
 
 
+class AttemptLimitReached(ServiceError):
+    """A job's attempts are bounded, so its item (which keeps their history) stays small."""
+
+    status_code = 409
+    code = "ATTEMPT_LIMIT_REACHED"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"This job has had its {limit} attempts (MAX_ATTEMPTS_PER_JOB); submit it again as a new job")
+
+
 class QueueUnavailable(ServiceError):
     status_code = 503
     code = "QUEUE_UNAVAILABLE"

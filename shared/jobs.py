@@ -17,8 +17,14 @@ from typing import Any, Literal
 
 from shared import queue, workflow
 from shared.catalog import model_named
-from shared.errors import InvalidTransition, QueueUnavailable, generation_error_names, parse_error_message
-from shared.models import GenerateRequest, Job, JobError, JobStatus, utcnow
+from shared.errors import (
+    AttemptLimitReached,
+    InvalidTransition,
+    QueueUnavailable,
+    generation_error_names,
+    parse_error_message,
+)
+from shared.models import Adjustment, GenerateRequest, Job, JobError, JobStatus, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
 from shared.store import JobStore
@@ -32,7 +38,7 @@ def store() -> JobStore:
 # ---- API ---------------------------------------------------------------------------------------
 def submit(request: GenerateRequest) -> Job:
     """Store the job, then queue it. Answers only once both are done, so a 202 is never lost."""
-    model, provider_input = plan(request)
+    model, provider_input, adjustments = plan(request)
     now = utcnow()
     job = Job(
         job_id=str(uuid.uuid4()),
@@ -40,6 +46,7 @@ def submit(request: GenerateRequest) -> Job:
         request=request,
         model=model,
         provider_input=provider_input,
+        adjustments=adjustments,
         created_at=now,
         updated_at=now,
     )
@@ -50,17 +57,23 @@ def submit(request: GenerateRequest) -> Job:
     return job
 
 
-def plan(request: GenerateRequest) -> tuple[str | None, dict[str, Any] | None]:
-    """The model a request runs on and its provider input; InvalidParameter (422) if it cannot.
+def plan(request: GenerateRequest) -> tuple[str | None, dict[str, Any] | None, list[Adjustment]]:
+    """The model a request runs on, its provider input and what was adapted; InvalidParameter
+    (422) if it cannot run.
 
     Without a provider (mock mode) a request that names no model keeps the old service's generic
-    parameters; one that names a model is checked against it, as it would be on Replicate.
+    parameters. With one, such a request runs on DEFAULT_MODEL, adapted to it (the old service had
+    no model field, and its own example must keep running); a request that names a model is
+    checked strictly against it.
     """
     settings = get_settings()
-    name = request.model or (None if settings.mock_mode else settings.default_model)
-    if name is None:
-        return None, None
-    return name, model_named(name).input_for(request)
+    if request.model:
+        return request.model, model_named(request.model).input_for(request), []
+    if settings.mock_mode:
+        return None, None, []
+    model = model_named(settings.default_model)
+    adapted, adjustments = model.adapt(request)
+    return model.name, model.input_for(adapted), adjustments
 
 
 def cancel(job_id: str) -> Job:
@@ -85,7 +98,11 @@ def cancel(job_id: str) -> Job:
 def retry(job_id: str) -> Job:
     """Start a new attempt of a failed or cancelled job (same id, attempt + 1)."""
 
+    limit = get_settings().max_attempts_per_job
+
     def new_attempt(job: Job) -> None:
+        if job.attempt >= limit:  # checked on the version being written: no race past the cap
+            raise AttemptLimitReached(limit)
         job.attempt += 1
         job.progress = 0
         job.error = None

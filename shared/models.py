@@ -92,6 +92,16 @@ class OutputFile(BaseModel):
     size_bytes: int
 
 
+class Adjustment(BaseModel):
+    """A parameter of a request that names no model, adapted to the default model instead of refused
+    (the old service's requests had no model and must keep running). `applied` null: dropped."""
+
+    field: str
+    requested: Any
+    applied: Any = None
+    reason: str
+
+
 class Attempt(BaseModel):
     """One run of a job. Retry starts a new one; the history is kept on the job."""
 
@@ -119,6 +129,7 @@ class Job(BaseModel):
     # The model that runs the job and its input as sent to the provider (None: mock generation).
     model: str | None = None
     provider_input: dict[str, Any] | None = None
+    adjustments: list[Adjustment] = Field(default_factory=list)
     # The current attempt's prediction on the provider, once created.
     prediction_id: str | None = None
     # Bookkeeping, never shown to clients: optimistic-locking version, TTL (epoch seconds), the

@@ -10,7 +10,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from shared import storage
-from shared.models import Attempt, GenerateRequest, Job, JobError, JobStatus
+from shared.models import Adjustment, Attempt, GenerateRequest, Job, JobError, JobStatus
 
 API_PREFIX = "/api/v1"
 
@@ -76,6 +76,9 @@ class OutputView(BaseModel):
 class JobDetail(JobStatusView):
     request: GenerateRequest
     model: str | None = Field(description="The model that runs the job; null for mock generation")
+    adjustments: list[Adjustment] = Field(
+        description="Parameters of a request without `model` adapted to the default model (dropped or clamped)"
+    )
     prediction_id: str | None = Field(description="The current attempt's prediction on Replicate")
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -104,6 +107,7 @@ class JobDetail(JobStatusView):
             **JobStatusView.of(job).model_dump(),
             request=job.request,
             model=job.model,
+            adjustments=job.adjustments,
             prediction_id=job.prediction_id,
             started_at=job.started_at,
             finished_at=job.finished_at,
@@ -188,9 +192,13 @@ class WebhookAck(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="`healthy`, or `unhealthy` when a deep check found a part unreachable")
     mode: str = Field(description="`mock` without a Replicate token, `replicate` with one")
     version: str
+
+
+class DeepHealth(Health):
+    checks: dict[str, str] = Field(description="`ok` or `unreachable`, for table, queue, bucket and workflow")
 
 
 class FieldError(BaseModel):

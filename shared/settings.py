@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_retry_attempts: int = Field(default=3, ge=0, le=10)
     retry_interval_seconds: int = Field(default=2, ge=1, le=300)
     job_retention_days: int = Field(default=30, ge=1)
+    # Retry past this is a 409: the job item keeps every attempt's history (DynamoDB: 400 KB).
+    max_attempts_per_job: int = Field(default=20, ge=1, le=100)
     presigned_url_ttl: int = Field(default=3600, ge=60, le=604_800)
 
     @property

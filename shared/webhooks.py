@@ -15,12 +15,13 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from shared.errors import JobNotFound, ServiceError
-from shared.generation.predictions import PredictionState, job_progress
+from shared.generation.predictions import MalformedPrediction, PredictionState, job_progress
 from shared.jobs import store
 from shared.observability import logger
 from shared.secrets import provider_credentials
@@ -29,7 +30,7 @@ from shared.store import JobNotRunning
 from shared.workflow import send_task_heartbeat, send_task_success
 
 TOLERANCE_SECONDS = 300  # Standard Webhooks' default
-SECRET_CACHE_SECONDS = 3600
+SECRET_REFRESH_SECONDS = 300  # as long as the stored secret's cache (shared/secrets.py)
 DEFAULT_BASE_URL = "https://api.replicate.com"
 
 
@@ -42,9 +43,10 @@ class WebhookRejected(ServiceError):
         self.reason = reason
 
 
-def verify(headers: Mapping[str, str], body: str, secret: str, now: float | None = None) -> None:
+def verify(headers: Mapping[str, str], body: str, secret: str | Callable[[], str], now: float | None = None) -> None:
     """Raise WebhookRejected unless `body` is signed with `secret`, recently. `body` is the raw
-    text as received: re-serialized JSON would not match the signature."""
+    text as received: re-serialized JSON would not match the signature. `secret` may be a callable,
+    called only once the headers pass the free checks (an unsigned or stale delivery costs nothing)."""
     headers = {k.lower(): v for k, v in headers.items()}
     message_id, timestamp, signatures = (
         headers.get("webhook-id"),
@@ -60,7 +62,7 @@ def verify(headers: Mapping[str, str], body: str, secret: str, now: float | None
     if abs((now or time.time()) - sent_at) > TOLERANCE_SECONDS:
         raise WebhookRejected("stale timestamp")
     try:
-        key = base64.b64decode(secret.removeprefix("whsec_"))
+        key = base64.b64decode((secret() if callable(secret) else secret).removeprefix("whsec_"))
     except ValueError:
         raise WebhookRejected("unusable signing secret") from None
     digest = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
@@ -72,47 +74,94 @@ def verify(headers: Mapping[str, str], body: str, secret: str, now: float | None
     raise WebhookRejected("no matching signature")
 
 
-_secret_cache: dict[str, tuple[str, float]] = {}
+class _FetchedSecret:
+    """The signing secret fetched from the provider, for deployments that do not store it.
+
+    Fetched at most once per SECRET_REFRESH_SECONDS per container, whatever arrives: a mismatch
+    may mean a rotation, but forged deliveries also mismatch, and each one must not cost a call
+    to the provider with our token. A failed fetch is remembered for as long (negative cache).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.forget()
+
+    def forget(self) -> None:
+        self._value: str | None = None
+        self._fetched_at: float | None = None
+        self._account: str | None = None
+
+    def get(self, token: str, refresh: bool = False) -> str:
+        # Another token or endpoint is another account: its secret is not the one cached.
+        account = hashlib.sha256(f"{_base_url()} {token}".encode()).hexdigest()
+        with self._lock:
+            if account != self._account:
+                self.forget()
+                self._account = account
+            never = self._fetched_at is None
+            expired = never or time.monotonic() - self._fetched_at >= SECRET_REFRESH_SECONDS
+            if never or (expired and (refresh or self._value is None)):
+                self._fetched_at = time.monotonic()
+                self._value = _fetch_secret(token) or self._value
+            if self._value is None:
+                raise WebhookRejected("signing secret unavailable")
+            return self._value
 
 
-def signing_secret(refresh: bool = False) -> str:
-    """The webhook signing secret: configured, or fetched from the provider and cached."""
-    credentials = provider_credentials()
-    if credentials.webhook_secret:
-        return credentials.webhook_secret.get_secret_value()
-    if credentials.api_token is None:
-        raise WebhookRejected("no provider configured")
-    cached = _secret_cache.get("key")
-    if cached and not refresh and time.monotonic() - cached[1] < SECRET_CACHE_SECONDS:
-        return cached[0]
-    base = (get_settings().replicate_base_url or DEFAULT_BASE_URL).rstrip("/")
+def _base_url() -> str:
+    return (get_settings().replicate_base_url or DEFAULT_BASE_URL).rstrip("/")
+
+
+def _fetch_secret(token: str) -> str | None:
     request = urllib.request.Request(
-        f"{base}/v1/webhooks/default/secret",
-        headers={"Authorization": f"Bearer {credentials.api_token.get_secret_value()}"},
+        f"{_base_url()}/v1/webhooks/default/secret", headers={"Authorization": f"Bearer {token}"}
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             secret = json.loads(response.read())["key"]
+        if not isinstance(secret, str) or not secret:
+            raise ValueError("no key")
+        return secret
     except Exception as exc:
         logger.warning("Could not fetch the webhook signing secret", extra={"error": type(exc).__name__})
-        raise ServiceError("Webhook signing secret unavailable") from None
-    _secret_cache["key"] = (secret, time.monotonic())
-    return secret
+        return None
+
+
+_fetched = _FetchedSecret()
+
+
+def forget_signing_secret() -> None:
+    """Drop the fetched secret (a cold start, for tests)."""
+    _fetched.forget()
 
 
 def authenticate(headers: Mapping[str, str], body: str) -> None:
-    """Verify a delivery; on a signature mismatch, refetch the secret once (it may have rotated)."""
+    """Verify a delivery. With a stored secret (recommended) nothing is ever fetched; otherwise a
+    mismatch may refresh the fetched secret, once per SECRET_REFRESH_SECONDS at most."""
+    credentials = provider_credentials()
+    if credentials.webhook_secret:
+        verify(headers, body, credentials.webhook_secret.get_secret_value())
+        return
+    if credentials.api_token is None:
+        raise WebhookRejected("no provider configured")
+    token = credentials.api_token.get_secret_value()
     try:
-        verify(headers, body, signing_secret())
+        verify(headers, body, lambda: _fetched.get(token))
     except WebhookRejected as first:
-        if first.reason != "no matching signature" or provider_credentials().webhook_secret:
+        if first.reason != "no matching signature":
             raise
-        verify(headers, body, signing_secret(refresh=True))
+        verify(headers, body, lambda: _fetched.get(token, refresh=True))
 
 
 def deliver(job_id: str, attempt: int, nonce: str, payload: dict) -> str:
     """Apply one authenticated delivery to its job. Returns what it did (for logs and tests)."""
-    prediction = PredictionState.from_json(payload)
+    try:
+        prediction = PredictionState.from_json(payload)
+    except MalformedPrediction as exc:
+        # Signed, so not an attack, but nothing we can act on: acknowledged (a retry would not
+        # fix it) and left to the workflow's polling.
+        logger.warning("Webhook ignored: malformed prediction", extra={"field": exc.field})
+        return "ignored: malformed prediction"
     try:
         job = store().get(job_id)
     except JobNotFound:

@@ -11,12 +11,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
+from shared import health as health_checks
 from shared import jobs, webhooks
 from shared.errors import InvalidParameter, ServiceError
 from shared.models import GenerateRequest, JobStatus
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
     API_PREFIX,
+    DeepHealth,
     ErrorBody,
     FieldError,
     Health,
@@ -141,10 +143,27 @@ def stats() -> Stats:
     return Stats.of(jobs.store().stats())
 
 
-@app.get("/health")
-def health() -> Health:
-    """Liveness; makes no calls to other services."""
-    return Health(status="healthy", mode="mock" if get_settings().mock_mode else "replicate", version=VERSION)
+@app.get(
+    "/health",
+    responses={
+        200: {"description": "Healthy"},
+        503: {
+            "description": "A deep check found a part unreachable",
+            "content": {content_types.APPLICATION_JSON: {"model": DeepHealth}},
+        },
+    },
+)
+def health(
+    deep: Annotated[bool, Query(description="Also check that the table, queue, bucket and workflow answer")] = False,
+) -> Response[DeepHealth | Health]:
+    """Liveness (calls nothing); with `deep=true`, one cheap call to each resource a job needs."""
+    mode = "mock" if get_settings().mock_mode else "replicate"
+    if not deep:
+        return Response(200, content_types.APPLICATION_JSON, Health(status="healthy", mode=mode, version=VERSION))
+    checks = health_checks.check()
+    healthy = set(checks.values()) == {"ok"}
+    body = DeepHealth(status="healthy" if healthy else "unhealthy", mode=mode, version=VERSION, checks=checks)
+    return Response(status_code=200 if healthy else 503, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -61,6 +61,7 @@ ACCESS_LOG_FORMAT = {
 class Api(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
         super().__init__(scope, id)
+        self.config = config
         self.http_api = apigw.HttpApi(
             self,
             "HttpApi",
@@ -100,6 +101,15 @@ class Api(Construct):
         (webhook,) = self.http_api.add_routes(
             path=path, methods=[method], integration=integration, authorizer=apigw.HttpNoneAuthorizer()
         )
+        # Its own throttle, so a flood of deliveries cannot use up the client routes' limit.
+        stage: apigw.CfnStage = self.stage.node.default_child  # type: ignore[assignment]
+        stage.route_settings = {
+            f"{method.value} {path}": {
+                "ThrottlingRateLimit": self.config.webhook_throttle_rate_limit,
+                "ThrottlingBurstLimit": self.config.webhook_throttle_burst_limit,
+            }
+        }
+        stage.add_dependency(webhook.node.default_child)  # route settings name an existing route
         suppress(
             webhook,
             "APIG4",

@@ -55,17 +55,42 @@ class PredictionState:
         return progress_from_logs(self.logs)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PredictionState:
+    def from_json(cls, data: Any) -> PredictionState:
+        """Read a prediction; MalformedPrediction naming the first field of the wrong type (a
+        webhook body is whatever was signed, so nothing about its shape is taken for granted)."""
+        if not isinstance(data, dict):
+            raise MalformedPrediction("body")
+        metrics = _typed(data, "metrics", dict) or {}
+        predict_time = metrics.get("predict_time")
+        if isinstance(predict_time, bool) or not isinstance(predict_time, int | float | None):
+            raise MalformedPrediction("metrics.predict_time")
+        prediction_id = _typed(data, "id", str)
+        if not prediction_id:
+            raise MalformedPrediction("id")
+        error = data.get("error")
         return cls(
-            id=str(data["id"]),
-            status=str(data.get("status") or "starting"),
+            id=prediction_id,
+            status=_typed(data, "status", str) or "starting",
             outputs=_output_urls(data.get("output")),
-            error=str(data["error"]) if data.get("error") else None,
-            logs=data.get("logs"),
-            predict_time=(data.get("metrics") or {}).get("predict_time"),
-            input=data.get("input") or {},
-            created_at=data.get("created_at"),
+            error=str(error) if error else None,
+            logs=_typed(data, "logs", str),
+            predict_time=predict_time,
+            input=_typed(data, "input", dict) or {},
+            created_at=_typed(data, "created_at", str),
         )
+
+
+class MalformedPrediction(ValueError):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"prediction field {field!r} is missing or of the wrong type")
+        self.field = field
+
+
+def _typed(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise MalformedPrediction(name)
+    return value
 
 
 def _output_urls(output: Any) -> list[str]:
@@ -76,4 +101,6 @@ def _output_urls(output: Any) -> list[str]:
         return [output]
     if isinstance(output, dict):
         return [v for v in output.values() if isinstance(v, str)]
-    return [v for v in output if isinstance(v, str)]
+    if isinstance(output, list):
+        return [v for v in output if isinstance(v, str)]
+    return []

@@ -253,6 +253,7 @@ CAPABILITY_ACTIONS = {
     "workflow:start": {"states:StartExecution"},
     "workflow:stop": {"states:StopExecution"},
     "workflow:callback": {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"},
+    "health:check": {"sqs:GetQueueAttributes", "s3:ListBucket", "states:DescribeStateMachine"},
 }
 EVERY_FUNCTION = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 

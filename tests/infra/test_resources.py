@@ -255,6 +255,18 @@ def test_api_is_throttled_and_logged(dev: Synthesized) -> None:
         "ThrottlingRateLimit": dev.stack.node.try_get_context("apiThrottleRateLimit"),
         "ThrottlingBurstLimit": dev.stack.node.try_get_context("apiThrottleBurstLimit"),
     }
+    # The webhook route has a bucket of its own: a flood there cannot starve the client routes.
+    webhook = f"{WEBHOOK_ROUTE[0].value} {WEBHOOK_ROUTE[1]}"
+    assert props["RouteSettings"] == {
+        webhook: {
+            "ThrottlingRateLimit": dev.stack.node.try_get_context("webhookThrottleRateLimit"),
+            "ThrottlingBurstLimit": dev.stack.node.try_get_context("webhookThrottleBurstLimit"),
+        }
+    }
+    route_ids = [
+        i for i, r in dev.resources("AWS::ApiGatewayV2::Route").items() if r["Properties"]["RouteKey"] == webhook
+    ]
+    assert set(route_ids) <= set(stage.get("DependsOn", []))
     log_format = json.loads(props["AccessLogSettings"]["Format"])
     assert {"requestId", "status", "routeKey", "userArn"} <= set(log_format)
     assert props["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0] in dev.resources("AWS::Logs::LogGroup")

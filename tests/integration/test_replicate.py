@@ -149,9 +149,9 @@ def test_sdxl_runs_by_version_with_the_old_parameters_mapped(api, provider, doub
     ("body", "field"),
     [
         ({"prompt": "x", "model": "acme/unknown"}, "model"),
-        ({"prompt": "x", "parameters": {"guidance_scale": 7.5}}, "parameters.guidance_scale"),
-        ({"prompt": "x", "parameters": {"negative_prompt": "ugly"}}, "parameters.negative_prompt"),
-        ({"prompt": "x", "parameters": {"num_inference_steps": 20}}, "parameters.num_inference_steps"),
+        ({"prompt": "x", "model": FLUX, "parameters": {"guidance_scale": 7.5}}, "parameters.guidance_scale"),
+        ({"prompt": "x", "model": FLUX, "parameters": {"negative_prompt": "ugly"}}, "parameters.negative_prompt"),
+        ({"prompt": "x", "model": FLUX, "parameters": {"num_inference_steps": 20}}, "parameters.num_inference_steps"),
         ({"prompt": "x", "parameters": {"width": 1000, "height": 304}}, "parameters.width"),
         (
             {"prompt": "x", "model": "stability-ai/sdxl", "parameters": {"guidance_scale": 0}},
@@ -193,6 +193,34 @@ def test_default_model_setting_picks_the_model(api, provider, double):
     job = wait_until_done(api, response.json()["job_id"])
     assert (job["status"], job["model"]) == ("completed", "stability-ai/sdxl")
     assert predictions_for(double, prompt)[0].version == SDXL_VERSION
+
+
+def test_the_old_services_example_runs_on_the_default_model_with_its_adjustments_shown(api, provider, double):
+    provider("sync")
+    prompt = unique_prompt("old example")
+    parameters = {"width": 512, "height": 512, "num_inference_steps": 50, "guidance_scale": 7.5}
+    response = api.post("/api/v1/generate", json={"prompt": prompt, "parameters": parameters})
+    assert response.status_code == 202, response.text
+    job = wait_until_done(api, response.json()["job_id"])
+    assert (job["status"], job["model"]) == ("completed", FLUX), job
+    assert parameters.items() <= job["request"]["parameters"].items()  # what the client sent, unchanged
+    assert job["adjustments"] == [
+        {
+            "field": "parameters.guidance_scale",
+            "requested": 7.5,
+            "applied": None,
+            "reason": f"not supported by {FLUX}",
+        },
+        {
+            "field": "parameters.num_inference_steps",
+            "requested": 50,
+            "applied": 4,
+            "reason": f"{FLUX} takes 1 to 4 steps",
+        },
+    ]
+    [prediction] = predictions_for(double, prompt)
+    assert prediction.body["input"]["num_inference_steps"] == 4
+    assert "guidance_scale" not in prediction.body["input"] and prediction.body["input"]["aspect_ratio"] == "1:1"
 
 
 # ---- transient failures: retried, one prediction in the end ----------------------------------
