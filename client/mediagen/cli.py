@@ -48,6 +48,19 @@ class Output:
     def data(self, value: Any) -> None:
         print(json.dumps(_plain(value), indent=None if not self.out.is_terminal else 2))
 
+    def table(self, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+        """A table on a terminal; tab-separated lines (easy to cut and grep) on a pipe."""
+        if not self.out.is_terminal:
+            for row in (header, *rows):
+                print("\t".join(row))
+            return
+        from rich.table import Table
+
+        table = Table(*header)
+        for row in rows:
+            table.add_row(*row)
+        self.out.print(table)
+
     def line(self, text: str) -> None:
         self.out.print(text, markup=False, soft_wrap=True)
 
@@ -156,19 +169,18 @@ def cmd_jobs(client: Client, args: argparse.Namespace, out: Output) -> int:
     if out.json:
         out.data(jobs)
         return OK
-    from rich.table import Table
-
-    table = Table("job id", "status", "progress", "attempt", "created", "prompt")
-    for j in jobs:
-        table.add_row(
+    rows = [
+        (
             j.job_id,
             j.status.value,
             f"{j.progress}%",
             str(j.attempt),
             j.created_at.isoformat(timespec="seconds"),
-            j.prompt[:40],
+            j.prompt,
         )
-    out.out.print(table)
+        for j in jobs
+    ]
+    out.table(("job id", "status", "progress", "attempt", "created", "prompt"), rows)
     return OK
 
 
@@ -191,12 +203,10 @@ def cmd_models(client: Client, args: argparse.Namespace, out: Output) -> int:
     if out.json:
         out.data(models)
         return OK
-    from rich.table import Table
-
-    table = Table("model", "version", "parameters", title=f"default: {models.default or 'mock generation'}")
-    for m in models.models:
-        table.add_row(m.name, m.version or "", ", ".join(m.parameters))
-    out.out.print(table)
+    out.line(f"default: {models.default or 'mock generation'}")
+    out.table(
+        ("model", "version", "parameters"), [(m.name, m.version or "", ", ".join(m.parameters)) for m in models.models]
+    )
     return OK
 
 
