@@ -23,13 +23,15 @@ export CDK_DISABLE_CLI_TELEMETRY = true
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock --group dev
+	# The client library and the `mediagen` command (client/), editable.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e './client[cli,aws]'
 	touch $@
 
-install: $(STAMP) $(CDK) ## Create .venv with everything pinned, and the CDK CLI in node_modules/
+install: $(STAMP) $(CDK) ## Create .venv with everything pinned (the mediagen client and CLI too), and the CDK CLI
 
 dev: $(STAMP) ## Serve the API on http://127.0.0.1:$(PORT) over the embedded AWS emulation
 	$(BIN)/python -m local.dev
@@ -61,6 +63,7 @@ lock: ## Re-pin every transitive dependency after changing pyproject.toml
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet pip==$(PIP_VERSION)
 	.venv-lock/bin/python -m pip install --quiet --group dev
+	.venv-lock/bin/python -m pip install --quiet './client[cli,aws]'
 	.venv-lock/bin/python -m pip freeze --exclude-editable | sort > requirements.lock
 	rm -rf .venv-lock
 

@@ -28,6 +28,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "api": frozenset(
         {
             "jobs:write",
+            "jobs:idempotency",
             "jobs:list",
             "queue:send",
             "outputs:read",
@@ -108,6 +109,7 @@ class MediaGenerationStack(Stack):
 
         grants = {
             "jobs:write": jobs.grant_job_writes,
+            "jobs:idempotency": jobs.grant_idempotency_records,
             "jobs:list": jobs.grant_listing,
             "queue:send": queues.grant_send,
             "outputs:read": storage.grant_read_outputs,

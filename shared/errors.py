@@ -56,6 +56,7 @@ class InvalidParameter(ServiceError):
 
     status_code = 422
     code = "VALIDATION_ERROR"
+    location = "body"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -69,6 +70,22 @@ class InvalidCursor(ServiceError):
 
     def __init__(self) -> None:
         super().__init__("cursor: not a cursor returned by this API")
+
+
+class IdempotencyKeyReused(InvalidParameter):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    location = "header"
+
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key", "already used for a different request")
+
+
+class IdempotencyInProgress(ServiceError):
+    status_code = 409
+    code = "IDEMPOTENCY_IN_PROGRESS"
+
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key: a request with this key is still in progress; retry shortly")
 
 
 class GenerationError(Exception):

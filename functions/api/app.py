@@ -8,11 +8,11 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
 from shared import health as health_checks
-from shared import jobs, webhooks
+from shared import idempotency, jobs, webhooks
 from shared.errors import InvalidParameter, ServiceError
 from shared.models import GenerateRequest, JobStatus
 from shared.observability import logger, metrics, tracer
@@ -37,10 +37,18 @@ VERSION = "1.0.0"
 TITLE = "Media generation API"
 DESCRIPTION = "Submit a prompt, follow the job, download the images. OpenAPI document: /openapi.json"
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="The job id returned by generate")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=idempotency.KEY_MAX_LENGTH,
+        description="Any unique string (e.g. a UUID): a repeat within 24 h answers with the first response",
+    ),
+]
 ERROR_DESCRIPTIONS = {
     401: "Signature missing, invalid or stale",
     404: "No such job",
-    409: "Not possible in the job's current status",
+    409: "Not possible in the job's current status, or the same Idempotency-Key is still in progress",
     422: "Invalid input: `errors` names each offending field",
     503: "Not queued: the job was marked failed, submit it again later",
 }
@@ -63,10 +71,11 @@ app.enable_swagger(path="/docs", title=TITLE, version=VERSION, description=DESCR
 
 
 @app.post(f"{API_PREFIX}/generate", status_code=202, responses=responses(202, "Accepted", 422, 503))
-def generate(request: GenerateRequest) -> Response[JobAccepted]:
+def generate(request: GenerateRequest, idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     """Accept a generation job. Answers once the job is stored and queued."""
-    job = jobs.submit(request)
-    return _accepted(JobAccepted.of(job))
+    body = request.model_dump(mode="json", exclude_unset=True)
+    answer = idempotency.once(idempotency_key, "generate", body, lambda: _json(JobAccepted.of(jobs.submit(request))))
+    return _accepted(JobAccepted.model_validate(answer))
 
 
 @app.get(f"{API_PREFIX}/status/<job_id>", responses=responses(200, "Status", 404, 422))
@@ -101,10 +110,15 @@ def cancel_job(job_id: JobId) -> JobStatusView:
 @app.post(
     f"{API_PREFIX}/jobs/<job_id>/retry", status_code=202, responses=responses(202, "Accepted", 404, 409, 422, 503)
 )
-def retry_job(job_id: JobId) -> Response[JobAccepted]:
+def retry_job(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     """Run a failed or cancelled job again, as a new attempt of the same job."""
-    job = jobs.retry(job_id)
-    return _accepted(JobAccepted.of(job, message=f"Attempt {job.attempt} accepted"))
+
+    def new_attempt() -> dict:
+        job = jobs.retry(job_id)
+        return _json(JobAccepted.of(job, message=f"Attempt {job.attempt} accepted"))
+
+    answer = idempotency.once(idempotency_key, "retry", {"job_id": job_id}, new_attempt)
+    return _accepted(JobAccepted.model_validate(answer))
 
 
 @app.get(f"{API_PREFIX}/models")
@@ -179,7 +193,8 @@ def service_error(exc: ServiceError) -> Response:
     if isinstance(exc, webhooks.WebhookRejected):
         logger.warning("Webhook rejected", extra={"reason": exc.reason})
     if isinstance(exc, InvalidParameter):
-        return _error(422, exc.code, exc.message, [FieldError(field=exc.field, location="body", message=exc.reason)])
+        error = FieldError(field=exc.field, location=exc.location, message=exc.reason)
+        return _error(422, exc.code, exc.message, [error])
     return _error(exc.status_code, exc.code, exc.message)
 
 
@@ -224,6 +239,10 @@ def _request_id() -> str | None:
         return None
 
 
+def _json(body: JobAccepted) -> dict:
+    return body.model_dump(mode="json")
+
+
 def _accepted(body: JobAccepted) -> Response[JobAccepted]:
     return Response(
         status_code=202,
@@ -237,4 +256,5 @@ def _accepted(body: JobAccepted) -> Response[JobAccepted]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
+    idempotency.register_lambda_context(context)
     return app.resolve(event, context)

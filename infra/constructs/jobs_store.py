@@ -9,6 +9,7 @@ from constructs import Construct
 from infra import spec
 from infra.config import Config
 from infra.constructs import removal_policy
+from shared.idempotency import KEY_PREFIX as IDEMPOTENCY_PREFIX
 
 
 def _attribute(name: str) -> dynamodb.Attribute:
@@ -55,6 +56,18 @@ class JobsStore(Construct):
                     "dynamodb:ConditionCheckItem",
                 ],
                 resources=[self.table.table_arn],
+            )
+        )
+
+    def grant_idempotency_records(self, grantee: iam.IGrantable) -> None:
+        """Idempotency records (shared/idempotency.py) live in this table under `idempotency#` keys and
+        are deleted when the request they guard fails. Reads and writes come with jobs:write; the
+        delete is only allowed on those keys, never on a job."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:DeleteItem"],
+                resources=[self.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{IDEMPOTENCY_PREFIX}#*"]}},
             )
         )
 

@@ -238,6 +238,7 @@ def test_every_action_exists_and_is_scoped_as_iam_allows(each_stage: Synthesized
 # ---- what each function may do, spelled out ----------------------------------------------------
 CAPABILITY_ACTIONS = {
     "jobs:write": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"},
+    "jobs:idempotency": {"dynamodb:DeleteItem"},
     "jobs:list": {"dynamodb:Query", "dynamodb:BatchGetItem"},
     "queue:send": {"sqs:SendMessage"},
     "queue:consume": {
@@ -269,3 +270,16 @@ def test_each_function_role_has_exactly_its_capabilities(dev: Synthesized) -> No
         if name == "finalizer":
             expected |= {"sqs:SendMessage"}  # its dead-letter queue for failed async invocations
         assert actual == expected, name
+
+
+def test_the_api_may_delete_only_idempotency_records(dev: Synthesized) -> None:
+    deletes = [
+        s
+        for r in dev.json["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy"
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if "dynamodb:DeleteItem" in listed(s["Action"])
+    ]
+    assert [s.get("Condition") for s in deletes] == [
+        {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["idempotency#*"]}}
+    ]

@@ -1,0 +1,40 @@
+"""Client library for the media generation service: submit a prompt, follow the job, download."""
+
+from mediagen._core import RetryPolicy
+from mediagen.aio import AsyncClient, AsyncJob
+from mediagen.client import Client, Job
+from mediagen.errors import (
+    APIConnectionError,
+    APIError,
+    AuthError,
+    Conflict,
+    DownloadError,
+    MediagenError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    ValidationError,
+    WaitTimeout,
+)
+from mediagen.models import JobStatus
+
+__version__ = "0.1.0"
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AsyncClient",
+    "AsyncJob",
+    "AuthError",
+    "Client",
+    "Conflict",
+    "DownloadError",
+    "Job",
+    "JobStatus",
+    "MediagenError",
+    "NotFound",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "ValidationError",
+    "WaitTimeout",
+]

@@ -1,0 +1,259 @@
+"""The synchronous client: `Client`, its `Job` handle and `client.jobs`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mediagen import _core, errors
+from mediagen.models import Accepted, Detail, JobPage, JobStatus, JobSummary, ModelList, Output, Stats, StatusView
+
+API = _core.API
+
+
+class Job:
+    """A job on the service. Its fields are those of the last answer; `refresh()` reads it again."""
+
+    def __init__(self, client: Client, data: Accepted | StatusView | Detail) -> None:
+        self._client = client
+        self.data = data
+
+    # ---- what the last answer said -----------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.data.job_id
+
+    @property
+    def status(self) -> JobStatus:
+        return self.data.status
+
+    @property
+    def progress(self) -> int:
+        return 100 if self.status == JobStatus.COMPLETED else getattr(self.data, "progress", 0)
+
+    @property
+    def attempt(self) -> int:
+        return getattr(self.data, "attempt", 1)
+
+    @property
+    def error(self):
+        return getattr(self.data, "error", None)
+
+    @property
+    def queue_position(self) -> int | None:
+        """Where a pending job is in the queue, when the service says so."""
+        return (getattr(self.data, "raw", None) or {}).get("queue_position")
+
+    @property
+    def outputs(self) -> list[Output]:
+        return list(getattr(self.data, "outputs", []))
+
+    @property
+    def done(self) -> bool:
+        return self.status.done
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, status={self.status.value!r}, progress={self.progress})"
+
+    # ---- calls -------------------------------------------------------------------------------
+    def refresh(self) -> Job:
+        self.data = Detail.from_dict(self._client._request("GET", f"{API}/jobs/{self.id}"))
+        return self
+
+    def poll(self) -> Job:
+        """The cheap status read (no download URLs)."""
+        self.data = StatusView.from_dict(self._client._request("GET", f"{API}/status/{self.id}"))
+        return self
+
+    def wait(self, timeout: float | None = None, on_update: Callable[[Job], None] | None = None) -> Job:
+        """Poll until the job ends; `on_update(job)` on every change. Returns the job's detail."""
+        start = time.monotonic()
+        seen = None
+        while True:
+            self.poll()
+            state = (self.status, self.progress, self.queue_position)
+            if on_update and state != seen:
+                on_update(self)
+            seen = state
+            if self.done:
+                return self.refresh()
+            elapsed = time.monotonic() - start
+            if timeout is not None and elapsed >= timeout:
+                raise errors.WaitTimeout(f"job {self.id} still {self.status.value} after {timeout:g}s")
+            time.sleep(_core.poll_interval(elapsed))
+
+    def cancel(self) -> Job:
+        self.data = StatusView.from_dict(self._client._request("POST", f"{API}/jobs/{self.id}/cancel"))
+        return self
+
+    def retry(self, idempotency_key: str | None = None) -> Job:
+        answer = self._client._submit(f"{API}/jobs/{self.id}/retry", None, idempotency_key)
+        self.data = Accepted.from_dict(answer)
+        return self
+
+    def download(self, directory: str | os.PathLike = ".") -> list[Path]:
+        """Save every output as `<job id>_<index>.<ext>`; the extension follows the content type,
+        and the bytes are checked against it. Reads fresh download URLs first."""
+        self.refresh()
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        return [
+            self._client._download(output, _core.output_path(target, self.id, output.index, output.content_type))
+            for output in self.outputs
+        ]
+
+
+class Jobs:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def get(self, job_id: str) -> Job:
+        return Job(self._client, Detail.from_dict(self._client._request("GET", f"{API}/jobs/{job_id}")))
+
+    def list(self, status: str | JobStatus | None = None, page_size: int = 50) -> Iterator[JobSummary]:
+        """Every job (newest first), following `next_cursor` page after page."""
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if status:
+                params["status"] = JobStatus(status).value
+            if cursor:
+                params["cursor"] = cursor
+            page = JobPage.from_dict(self._client._request("GET", f"{API}/jobs", params=params))
+            yield from page.jobs
+            cursor = page.next_cursor
+            if not cursor:
+                return
+
+
+class Client:
+    """Client(base_url=None, api_key=None): arguments, else MEDIAGEN_URL / MEDIAGEN_API_KEY, else
+    cdk-outputs.json's ApiUrl, else http://127.0.0.1:8000. Without an API key, requests to an AWS
+    URL are SigV4-signed from the AWS credential chain (`sigv4=` forces either way)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        sigv4: bool | None = None,
+        timeout: float | httpx.Timeout = _core.DEFAULT_TIMEOUT,
+        retry: _core.RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        outputs_file: str | os.PathLike | None = None,
+    ) -> None:
+        self.base_url = _core.resolve_url(base_url, outputs_file)
+        api_key = _core.resolve_api_key(api_key)
+        self.retry_policy = retry or _core.RetryPolicy()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        auth = _core.SigV4Auth(self.base_url) if _core.wants_sigv4(self.base_url, api_key, sigv4) else None
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, auth=auth, timeout=timeout, transport=transport
+        )
+        # Download URLs are presigned: they must not carry our credentials.
+        self._files = httpx.Client(timeout=timeout, transport=transport)
+        self.jobs = Jobs(self)
+        self._sleep = time.sleep
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._files.close()
+
+    # ---- the surface -------------------------------------------------------------------------
+    def generate(
+        self,
+        prompt: str,
+        model: str | None = None,
+        *,
+        wait: bool = True,
+        on_update: Callable[[Job], None] | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        **parameters: Any,
+    ) -> Job:
+        """Submit a job (`parameters`: width, height, num_inference_steps, ...); with `wait`, follow it
+        to the end. A retried submit carries the same Idempotency-Key, so it never makes a second job."""
+        body = _core.generate_body(prompt, model, parameters)
+        job = Job(self, Accepted.from_dict(self._submit(f"{API}/generate", body, idempotency_key)))
+        if on_update:
+            on_update(job)
+        return job.wait(timeout=timeout, on_update=on_update) if wait else job
+
+    def job(self, job_id: str) -> Job:
+        return self.jobs.get(job_id)
+
+    def models(self) -> ModelList:
+        return ModelList.from_dict(self._request("GET", f"{API}/models"))
+
+    def stats(self) -> Stats:
+        return Stats.from_dict(self._request("GET", f"{API}/stats"))
+
+    # ---- transport ---------------------------------------------------------------------------
+    def _submit(self, path: str, body: dict | None, key: str | None) -> dict:
+        return self._request("POST", path, json=body, idempotency_key=key or str(uuid.uuid4()))
+
+    def _request(self, method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        policy, attempt = self.retry_policy, 0
+        while True:
+            response, failure = None, None
+            try:
+                response = self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                failure = exc
+            if attempt < policy.max_retries and _core.should_retry(method, bool(idempotency_key), response, failure):
+                self._sleep(policy.delay(attempt, response))
+                attempt += 1
+                continue
+            if failure is not None:
+                raise _core.connection_error(self.base_url, failure) from None
+            assert response is not None
+            _core.raise_for_error(response)
+            return response.json()
+
+    def _download(self, output: Output, path: Path) -> Path:
+        attempt = 0
+        while True:
+            try:
+                with self._files.stream("GET", output.url) as response:
+                    if response.status_code >= 500 and attempt < self.retry_policy.max_retries:
+                        raise httpx.RemoteProtocolError("retry")
+                    if response.status_code != 200:
+                        raise errors.DownloadError(f"{path.name}: HTTP {response.status_code} from storage")
+                    return _save(path, output.content_type, response, response.iter_bytes())
+            except httpx.TransportError as exc:
+                if attempt >= self.retry_policy.max_retries:
+                    raise errors.DownloadError(f"{path.name}: {type(exc).__name__}") from None
+                self._sleep(self.retry_policy.delay(attempt))
+                attempt += 1
+
+
+def _save(path: Path, content_type: str, response: httpx.Response, chunks) -> Path:
+    """Write to a temporary file beside the target, check it, then move it into place."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        head = b""
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                if len(head) < 16:
+                    head += chunk[:16]
+                out.write(chunk)
+        _core.check_download(path, content_type, response, head)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return path
