@@ -42,7 +42,7 @@ from shared.errors import (
 )
 from shared.generation import GeneratedImage, generator
 from shared.generation.predictions import PredictionState, job_progress
-from shared.jobs import store
+from shared.jobs import model_key, store
 from shared.models import Job, JobError, JobStatus, OutputFile, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
@@ -88,8 +88,12 @@ class Attempt:
             job = self._start(job)
             reporter = ProgressReporter(job, self.task.task_token)
             if self.settings.mock_mode:
+                began = time.monotonic()
                 images = self._mock_images(job, reporter)
-                return self._call_back(self._complete(job, images, reporter, metadata={"generator": "mock"}))
+                predict_seconds = round(time.monotonic() - began, 3)
+                return self._call_back(
+                    self._complete(job, images, reporter, {"generator": "mock"}, predict_seconds=predict_seconds)
+                )
             provider = _provider()
             prediction = self._submit_or_resume(provider, job)
             if not prediction.done and self.settings.webhook_base_url:
@@ -145,6 +149,7 @@ class Attempt:
 
             def started(j: Job) -> None:
                 j.started_at, j.deadline_at = utcnow(), self.task.deadline
+                j.dispatched_at = self.task.execution_started_at
                 j.task_token, j.webhook_nonce = token, nonce
 
             return store().transition(job.job_id, JobStatus.PROCESSING, attempt=job.attempt, change=started)
@@ -255,6 +260,7 @@ class Attempt:
         if prediction.status == "succeeded":
             from shared.generation.outputs import fetch_image
 
+            began = time.monotonic()
             if not prediction.outputs:
                 raise InvalidOutput("The prediction succeeded without any output")
             images = []
@@ -274,7 +280,9 @@ class Attempt:
                 "seed": str(prediction.input.get("seed", "")),
                 "predict_time": str(prediction.predict_time or ""),
             }
-            return self._complete(job, images, reporter, metadata)
+            return self._complete(
+                job, images, reporter, metadata, predict_seconds=prediction.predict_time, copy_started=began
+            )
         if prediction.status == "failed":
             raise PermanentError(f"The model failed: {_first_line(prediction.error)}", code="GENERATION_FAILED")
         # Canceled or aborted. Past the deadline, that was us (or Cancel-After): a timeout. A
@@ -288,8 +296,18 @@ class Attempt:
         return {"status": job.status.value}
 
     def _complete(
-        self, job: Job, images: list[GeneratedImage], reporter: ProgressReporter, metadata: dict[str, str]
+        self,
+        job: Job,
+        images: list[GeneratedImage],
+        reporter: ProgressReporter,
+        metadata: dict[str, str],
+        *,
+        predict_seconds: float | None,
+        copy_started: float | None = None,
     ) -> dict[str, Any]:
+        """Store the images and complete the job. `copy_started` (monotonic): when fetching the
+        provider's files began, so the copy time covers downloads and uploads."""
+        copy_started = copy_started or time.monotonic()
         outputs = []
         for index, image in enumerate(images):
             key = storage.output_key(job.job_id, job.attempt, index, image.content_type)
@@ -307,12 +325,15 @@ class Attempt:
 
         def completed(j: Job) -> None:
             j.outputs, j.progress = outputs, 100
+            j.predict_seconds = predict_seconds
+            j.output_copy_seconds = round(time.monotonic() - copy_started, 3)
 
         job = store().transition(job.job_id, JobStatus.COMPLETED, attempt=job.attempt, change=completed)
         metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
         if job.started_at and job.finished_at:
             duration = (job.finished_at - job.started_at).total_seconds()
             metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=duration)
+            _record_duration(job, duration)
         return {"status": job.status.value, "outputs": [o.key for o in outputs]}
 
     def _stopped(self) -> dict[str, Any]:
@@ -376,6 +397,14 @@ def _provider() -> Any:
         raise PermanentError("No Replicate API token is configured", code="PROVIDER_AUTH")
     settings = get_settings()
     return Replicate(token.get_secret_value(), settings.replicate_base_url, settings.replicate_timeout_seconds)
+
+
+def _record_duration(job: Job, seconds: float) -> None:
+    """Feed the model's moving average (queued jobs' ETAs); an estimate must never fail a job."""
+    try:
+        store().record_duration(model_key(job), seconds)
+    except Exception:
+        logger.warning("Could not record the job's duration")
 
 
 def _cancel_quietly(provider: Any, prediction_id: str) -> None:

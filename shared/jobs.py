@@ -49,6 +49,8 @@ def submit(request: GenerateRequest) -> Job:
         adjustments=adjustments,
         created_at=now,
         updated_at=now,
+        queued_at=now,
+        queue_seq=store().next_queue_seq(),
     )
     store().create(job)
     logger.append_keys(job_id=job.job_id)
@@ -99,16 +101,20 @@ def retry(job_id: str) -> Job:
     """Start a new attempt of a failed or cancelled job (same id, attempt + 1)."""
 
     limit = get_settings().max_attempts_per_job
+    seq: list[int] = []  # taken once the retry is known to be allowed: a refused one wastes no number
 
     def new_attempt(job: Job) -> None:
         if job.attempt >= limit:  # checked on the version being written: no race past the cap
             raise AttemptLimitReached(limit)
+        seq[:] = seq or [store().next_queue_seq()]
         job.attempt += 1
         job.progress = 0
         job.error = None
         job.outputs = []
         job.started_at = job.finished_at = job.deadline_at = job.expires_at = None
         job.prediction_id = job.prediction_requested_at = job.task_token = job.webhook_nonce = None
+        job.dispatched_at = job.predict_seconds = job.output_copy_seconds = None
+        job.queue_seq, job.queued_at = seq[0], utcnow()
 
     try:
         job = store().transition(job_id, JobStatus.PENDING, change=new_attempt)
@@ -124,7 +130,7 @@ def retry(job_id: str) -> Job:
 
 def _enqueue_or_fail(job: Job) -> None:
     try:
-        queue.enqueue(job.job_id, job.attempt)
+        queue.enqueue(job.job_id, job.attempt, job.queue_seq)
     except Exception as exc:
         logger.exception("Could not queue the job")
         record_failure(job.job_id, job.attempt, "QUEUE_UNAVAILABLE", "The job could not be queued")
@@ -143,10 +149,39 @@ def dispatch(message: queue.JobMessage, pacer: workflow.Pacer | None = None) -> 
     """Start the workflow of a queued attempt, once, and only if the attempt still waits for it."""
     job = store().get(message.job_id)
     if job.attempt != message.attempt or job.status != JobStatus.PENDING:
-        return "skipped"  # cancelled, retried or already running: nothing to start
-    if pacer:
-        pacer.wait_turn()
-    return "started" if workflow.start(job.job_id, job.attempt) else "duplicate"
+        outcome: DispatchOutcome = "skipped"  # cancelled, retried or already running: nothing to start
+    else:
+        if pacer:
+            pacer.wait_turn()
+        outcome = "started" if workflow.start(job.job_id, job.attempt) else "duplicate"
+    if message.seq:  # whatever the outcome, this message has left the queue
+        store().mark_dispatched(message.seq)
+    return outcome
+
+
+# ---- queue position ----------------------------------------------------------------------------
+def model_key(job: Job) -> str:
+    """What a job's duration is averaged under: its model, or the mock generator."""
+    return job.model or "mock"
+
+
+def queue_estimate(job: Job) -> tuple[int, float, float | None] | None:
+    """A pending job's place in the queue and estimated seconds until it starts and finishes.
+
+    Estimates, in O(1) reads however long the queue: the jobs ahead are the sequence numbers
+    between the highest one dispatched and this job's (SQS delivers roughly, not strictly, in
+    order, so this can be off by a few); they leave at DISPATCH_RATE_PER_SECOND, and a job then
+    takes its model's recent mean duration. None unless the job waits in the queue.
+    """
+    if job.status != JobStatus.PENDING or not job.queue_seq:
+        return None
+    dispatched, mean_seconds = store().queue_state(model_key(job))
+    position = max(0, job.queue_seq - dispatched - 1)
+    start = (position + 0.5) / get_settings().dispatch_rate_per_second
+    if mean_seconds is None and job.model is None:
+        mean_seconds = get_settings().mock_generation_seconds
+    finish = None if mean_seconds is None else start + mean_seconds
+    return position, round(start, 1), None if finish is None else round(finish, 1)
 
 
 # ---- finalizer ---------------------------------------------------------------------------------

@@ -132,6 +132,13 @@ class Job(BaseModel):
     adjustments: list[Adjustment] = Field(default_factory=list)
     # The current attempt's prediction on the provider, once created.
     prediction_id: str | None = None
+    # The current attempt's place in dispatch order (shared/store.py's queue item) and timings:
+    # queued (submit or retry), its workflow started, generation and output copy durations.
+    queue_seq: int | None = None
+    queued_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    predict_seconds: float | None = None
+    output_copy_seconds: float | None = None
     # Bookkeeping, never shown to clients: optimistic-locking version, TTL (epoch seconds), the
     # workflow's callback token and the secret part of the attempt's webhook URL.
     version: int = 0

@@ -15,10 +15,12 @@ class JobMessage(BaseModel):
 
     job_id: str
     attempt: int
+    # The attempt's submit sequence number: the dispatcher records how far the queue got with it.
+    seq: int | None = None
 
 
-def enqueue(job_id: str, attempt: int) -> None:
+def enqueue(job_id: str, attempt: int, seq: int | None = None) -> None:
     client("sqs").send_message(
         QueueUrl=get_settings().jobs_queue_url,
-        MessageBody=JobMessage(job_id=job_id, attempt=attempt).model_dump_json(),
+        MessageBody=JobMessage(job_id=job_id, attempt=attempt, seq=seq).model_dump_json(exclude_none=True),
     )

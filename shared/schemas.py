@@ -41,6 +41,13 @@ class JobAccepted(BaseModel):
         )
 
 
+class Eta(BaseModel):
+    """Estimates, not promises: from the dispatch rate and the model's recent durations."""
+
+    start: float = Field(description="Seconds until the job should start")
+    finish: float | None = Field(description="Seconds until it should be done (null: no recent durations)")
+
+
 class JobStatusView(BaseModel):
     job_id: str
     status: JobStatus
@@ -49,9 +56,14 @@ class JobStatusView(BaseModel):
     created_at: datetime
     updated_at: datetime
     error: JobError | None = None
+    queue_position: int | None = Field(
+        default=None, description="While pending: jobs ahead of this one in dispatch order (0: next); an estimate"
+    )
+    eta_seconds: Eta | None = Field(default=None, description="While pending: estimated seconds to start and finish")
 
     @classmethod
-    def of(cls, job: Job) -> JobStatusView:
+    def of(cls, job: Job, estimate: tuple[int, float, float | None] | None = None) -> JobStatusView:
+        position, eta = (estimate[0], Eta(start=estimate[1], finish=estimate[2])) if estimate else (None, None)
         return cls(
             job_id=job.job_id,
             status=job.status,
@@ -60,6 +72,8 @@ class JobStatusView(BaseModel):
             created_at=job.created_at,
             updated_at=job.updated_at,
             error=job.error,
+            queue_position=position,
+            eta_seconds=eta,
         )
 
 
@@ -71,6 +85,31 @@ class OutputView(BaseModel):
     width: int
     height: int
     size_bytes: int
+
+
+class JobMetrics(BaseModel):
+    """Where the current attempt's time went, in seconds (null until that step happened)."""
+
+    queue_wait_seconds: float | None = Field(description="Queued (submit or retry) until its workflow started")
+    time_to_start_seconds: float | None = Field(description="Queued until generation started")
+    predict_seconds: float | None = Field(description="Generation itself (the provider's predict time)")
+    output_copy_seconds: float | None = Field(description="Copying the outputs into storage")
+    total_seconds: float | None = Field(description="Queued until finished")
+
+    @classmethod
+    def of(cls, job: Job) -> JobMetrics:
+        queued = job.queued_at or job.created_at
+
+        def since_queued(moment: datetime | None) -> float | None:
+            return None if moment is None else round(max(0.0, (moment - queued).total_seconds()), 3)
+
+        return cls(
+            queue_wait_seconds=since_queued(job.dispatched_at),
+            time_to_start_seconds=since_queued(job.started_at),
+            predict_seconds=job.predict_seconds,
+            output_copy_seconds=job.output_copy_seconds,
+            total_seconds=since_queued(job.finished_at),
+        )
 
 
 class JobDetail(JobStatusView):
@@ -85,10 +124,11 @@ class JobDetail(JobStatusView):
     deadline_at: datetime | None = None
     attempts: list[Attempt]
     outputs: list[OutputView]
+    metrics: JobMetrics
     links: Links
 
     @classmethod
-    def of(cls, job: Job) -> JobDetail:  # type: ignore[override]
+    def of(cls, job: Job, estimate: tuple[int, float, float | None] | None = None) -> JobDetail:  # type: ignore[override]
         outputs = []
         for index, output in enumerate(job.outputs):
             url, expires_at = storage.download_url(output.key)
@@ -104,7 +144,7 @@ class JobDetail(JobStatusView):
                 )
             )
         return cls(
-            **JobStatusView.of(job).model_dump(),
+            **JobStatusView.of(job, estimate).model_dump(),
             request=job.request,
             model=job.model,
             adjustments=job.adjustments,
@@ -114,6 +154,7 @@ class JobDetail(JobStatusView):
             deadline_at=job.deadline_at,
             attempts=job.attempts,
             outputs=outputs,
+            metrics=JobMetrics.of(job),
             links=Links.of(job.job_id),
         )
 

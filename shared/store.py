@@ -6,7 +6,11 @@ Layout (one table; infra/spec.py builds the table and its indexes from the names
   (entity, created_at) lists every job. Both are KEYS_ONLY so progress updates never write to
   them; a page is one Query plus one BatchGetItem, whatever the table's size;
 - `COUNTER_SHARDS` counter items (`pk` = "stats#N") hold the number of jobs in each status,
-  changed in the same transaction as the job, so stats read a fixed number of items.
+  changed in the same transaction as the job, so stats read a fixed number of items;
+- the queue item (`pk` = "queue") holds the last submit sequence number handed out and the
+  highest one dispatched, so a pending job's queue position is one read however long the queue;
+- a timing item per model (`pk` = "timing#<model>") holds a moving average of how long its jobs
+  take, for the ETA of a queued job.
 
 Every status change is a conditional write on the version read just before it (optimistic
 locking): a concurrent write makes it re-read and re-check the transition, so no update is lost
@@ -39,6 +43,10 @@ CREATED_INDEX = "by-created"
 JOB_ENTITY = "job"
 COUNTER_SHARDS = 8
 COUNTER_PREFIX = "stats#"
+QUEUE_KEY = "queue"
+TIMING_PREFIX = "timing#"
+# Weight of the newest duration in a model's moving average: recent jobs count most.
+TIMING_WEIGHT = 0.2
 
 _MAX_WRITE_TRIES = 6
 
@@ -111,9 +119,10 @@ class JobStore:
     # ---- reads -------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
         response = client("dynamodb").get_item(TableName=self.table, Key={PK: {"S": job_id}}, ConsistentRead=True)
-        if "Item" not in response or job_id.startswith(COUNTER_PREFIX):
+        item = response.get("Item")
+        if not item or item.get(ENTITY, {}).get("S") != JOB_ENTITY:  # counters are not jobs
             raise JobNotFound(job_id)
-        return self._job(response["Item"])
+        return self._job(item)
 
     def list_jobs(
         self, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
@@ -168,7 +177,64 @@ class JobStore:
                 totals[name] += int(item.get(name, 0))
         return totals
 
+    def queue_state(self, model_key: str) -> tuple[int, float | None]:
+        """The highest submit sequence number dispatched so far, and the model's mean duration in
+        seconds (None before any job of it completed). One BatchGetItem of two small items."""
+        items = {i[PK]: i for i in self._batch_get_items([QUEUE_KEY, TIMING_PREFIX + model_key])}
+        dispatched = int(items.get(QUEUE_KEY, {}).get("dispatched_seq", 0))
+        mean = items.get(TIMING_PREFIX + model_key, {}).get("mean_seconds")
+        return dispatched, (float(mean) if mean is not None else None)
+
     # ---- writes ------------------------------------------------------------------------------
+    def next_queue_seq(self) -> int:
+        """The next submit sequence number (1, 2, ...): a job's place in dispatch order."""
+        response = client("dynamodb").update_item(
+            TableName=self.table,
+            Key={PK: {"S": QUEUE_KEY}},
+            UpdateExpression="ADD submitted_seq :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["submitted_seq"]["N"])
+
+    def mark_dispatched(self, seq: int) -> None:
+        """Record that the queue got as far as `seq`. Only ever rises, so a duplicate or late
+        delivery changes nothing."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key={PK: {"S": QUEUE_KEY}},
+                UpdateExpression="SET dispatched_seq = :s",
+                ConditionExpression="attribute_not_exists(dispatched_seq) OR dispatched_seq < :s",
+                ExpressionAttributeValues={":s": {"N": str(seq)}},
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def record_duration(self, model_key: str, seconds: float) -> None:
+        """Fold one job's duration into its model's moving average (an estimate: a write that
+        loses a race is dropped rather than retried)."""
+        key = {PK: {"S": TIMING_PREFIX + model_key}}
+        item = client("dynamodb").get_item(TableName=self.table, Key=key).get("Item")
+        if item:
+            old = float(item["mean_seconds"]["N"])
+            mean = old + TIMING_WEIGHT * (seconds - old)
+            condition, values = "mean_seconds = :old", {":old": item["mean_seconds"]}
+        else:
+            mean, condition, values = seconds, "attribute_not_exists(mean_seconds)", {}
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET mean_seconds = :mean",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values | {":mean": {"N": str(round(mean, 3))}},
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
     def create(self, job: Job) -> Job:
         put = {
             "TableName": self.table,

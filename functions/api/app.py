@@ -81,13 +81,15 @@ def generate(request: GenerateRequest, idempotency_key: IdempotencyKey = None) -
 @app.get(f"{API_PREFIX}/status/<job_id>", responses=responses(200, "Status", 404, 422))
 def job_status(job_id: JobId) -> JobStatusView:
     """Status and progress (0-100) of a job: cheap, for polling."""
-    return JobStatusView.of(jobs.store().get(job_id))
+    job = jobs.store().get(job_id)
+    return JobStatusView.of(job, jobs.queue_estimate(job))
 
 
 @app.get(f"{API_PREFIX}/jobs/<job_id>", responses=responses(200, "The job", 404, 422))
 def job_detail(job_id: JobId) -> JobDetail:
     """Everything about a job, with presigned download URLs of its outputs."""
-    return JobDetail.of(jobs.store().get(job_id))
+    job = jobs.store().get(job_id)
+    return JobDetail.of(job, jobs.queue_estimate(job))
 
 
 @app.get(f"{API_PREFIX}/jobs", responses=responses(200, "One page of jobs", 422))
