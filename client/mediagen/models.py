@@ -103,6 +103,32 @@ class Output(_Model):
 
 
 @dataclass(frozen=True)
+class Eta(_Model):
+    SCHEMA = "Eta"
+    start: float
+    finish: float | None
+
+
+@dataclass(frozen=True)
+class Metrics(_Model):
+    SCHEMA = "JobMetrics"
+    queue_wait_seconds: float | None
+    time_to_start_seconds: float | None
+    predict_seconds: float | None
+    output_copy_seconds: float | None
+    total_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Adjustment(_Model):
+    SCHEMA = "Adjustment"
+    field: str
+    requested: Any
+    reason: str
+    applied: Any = None
+
+
+@dataclass(frozen=True)
 class Accepted(_Model):
     SCHEMA = "JobAccepted"
     job_id: str
@@ -122,6 +148,8 @@ class StatusView(_Model):
     created_at: datetime
     updated_at: datetime
     error: JobError | None = None
+    queue_position: int | None = None
+    eta_seconds: Eta | None = None
     raw: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
@@ -139,11 +167,15 @@ class Detail(_Model):
     prediction_id: str | None
     attempts: list[Attempt]
     outputs: list[Output]
+    adjustments: list[Adjustment]
+    metrics: Metrics
     links: Links
     error: JobError | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     deadline_at: datetime | None = None
+    queue_position: int | None = None
+    eta_seconds: Eta | None = None
     raw: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
@@ -195,6 +227,9 @@ MODELS: tuple[type[_Model], ...] = (
     JobError,
     Attempt,
     Output,
+    Eta,
+    Metrics,
+    Adjustment,
     Accepted,
     StatusView,
     Detail,
