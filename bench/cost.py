@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -522,9 +522,15 @@ def price(run: Run, template: dict[str, Any]) -> tuple[list[tuple[str, str, floa
     if u.requests["secretsmanager calls"]:
         calls = u.requests["secretsmanager calls"] / n
         rows.append(("Secrets Manager", f"{calls:.1f} calls", calls * PRICES["secretsmanager_api_call"]))
-    log_bytes = (sum(u.log_bytes.values()) + u.lambda_requests["api"] * access_log_line_bytes()) / n
+    groups = Counter(u.log_bytes) + Counter({"access": u.lambda_requests["api"] * access_log_line_bytes()})
+    log_bytes = sum(groups.values()) / n
+    split = ", ".join(f"{g} {b / n / 1024:.1f}" for g, b in groups.most_common() if b)
     rows.append(
-        ("CloudWatch Logs", f"{log_bytes / 1024:.1f} KB", log_bytes / 1024**3 * PRICES["cloudwatch_logs_ingested_gb"])
+        (
+            "CloudWatch Logs",
+            f"{log_bytes / 1024:.1f} KB ({split})",
+            log_bytes / 1024**3 * PRICES["cloudwatch_logs_ingested_gb"],
+        )
     )
     # Trace roots: each API request (HTTP APIs do not trace, so the api function starts one), each
     # dispatcher batch, each execution (its Lambda tasks join its trace), each finalizer event.
@@ -638,17 +644,15 @@ def report(runs: list[Run], template: dict[str, Any], context: dict[str, str]) -
     print("total per job".ljust(width) + "".join(f"{totals[r.mode.name]:.7f}".rjust(12) for r in runs))
     print("total per 1M jobs".ljust(width) + "".join(f"{totals[r.mode.name] * 1e6:.2f}".rjust(12) for r in runs))
     for run in runs:
-        print(
-            f"\n{run.mode.name}: {run.mode.label}; {run.jobs} jobs, {run.seconds:.1f} s each from submit to the last poll"
-        )
+        print(f"\n{run.mode.name}: {run.mode.label}; {run.jobs} jobs, {run.seconds:.1f} s each, submit to last poll")
         for component, quantity, cost in priced[run.mode.name][0]:
-            print(f"  {component.ljust(width)}{quantity.ljust(36)}${cost * 1e6:9.2f} per 1M")
+            print(f"  {component.ljust(width)}{quantity.ljust(56)}${cost * 1e6:9.2f} per 1M")
     idle = idle_cost(template)
     shown = " ".join(f"-c {k}={v}" for k, v in context.items()) or "cdk.json defaults"
     print(f"\nidle cost per month (synthesized template, {shown}):")
     for name, count, cost in idle:
-        print(f"  {name.ljust(width)}{str(count).ljust(36)}${cost:9.2f}")
-    print(f"  {'total'.ljust(width)}{''.ljust(36)}${sum(c for _, _, c in idle):9.2f}")
+        print(f"  {name.ljust(width)}{str(count).ljust(56)}${cost:9.2f}")
+    print(f"  {'total'.ljust(width)}{''.ljust(56)}${sum(c for _, _, c in idle):9.2f}")
     if DEPLOYED_DEFAULT in totals:
         print(f"total per 1M jobs (deployed defaults): ${totals[DEPLOYED_DEFAULT] * 1e6:.2f}")
 
