@@ -632,7 +632,7 @@ def report(runs: list[Run], template: dict[str, Any], context: dict[str, str]) -
         components += [c for c, _, _ in priced[run.mode.name][0] if c not in components]
     width = max(len(c) for c in components) + 2
     print()
-    print("AWS cost per 1M jobs, by component ($, list prices of bench/prices.json, checked " + PRICES["checked"] + ")")
+    print("AWS cost per 1M jobs, by component ($, list prices of bench/prices.json, as of " + PRICES["as_of"] + ")")
     print("component".ljust(width) + "".join(run.mode.name.rjust(12) for run in runs))
     for component in components:
         cells = []
