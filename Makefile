@@ -11,7 +11,7 @@ EMULATOR_PORT ?= 4566
 export PORT EMULATOR_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev dev-replicate test test-unit invoke redrive bench lint lock clean bundle synth bootstrap diff deploy destroy
+.PHONY: help install dev dev-replicate test test-unit invoke redrive bench cost lint lock clean bundle synth bootstrap diff deploy destroy
 
 # AWS deployment (see README "Deploy to AWS"). The CDK CLI is pinned in package.json (aws-cdk 2.x:
 # npm's `latest` tag is a 3.0.0 build that cannot read this aws-cdk-lib's output).
@@ -54,6 +54,9 @@ redrive: $(STAMP) ## New attempt of each job in the dead-letter queue, then empt
 
 bench: $(STAMP) ## Cold start of every function (import + first call), in fresh interpreters
 	$(BIN)/python -m bench.cold_start --runs 3
+
+cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (bench/prices.json)
+	$(BIN)/python -m bench.cost
 
 lint: $(STAMP) ## ruff check and format check (CI runs it)
 	$(BIN)/ruff check .

@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "webhookThrottleBurstLimit": 100,
     "pendingJobAlarmSeconds": 300,
     "alarmEmail": "",
+    # false: no alarms, no dashboard (saves their monthly cost; the secret's $0.40 remains).
+    "monitoring": True,
+    # Share of requests X-Ray traces (our sampling rule, no per-second reservoir: at a million
+    # jobs a month the default rule's 1 trace/s alone would record ~2.6M traces).
+    "tracingSampleRate": 0.05,
     # "bundles": ship each function's package, built by infra/bundle.py when CDK stages the asset.
     # "source": ship the bare source directories, for the fast offline synth of the tests only
     # (such a template does not run on Lambda).
@@ -69,6 +74,8 @@ class Config:
     webhook_throttle_burst_limit: int
     pending_job_alarm_seconds: int
     alarm_email: str
+    monitoring: bool
+    tracing_sample_rate: float
     assets: str
 
     @property
@@ -85,6 +92,8 @@ class Config:
             raise ValueError(f"stage {stage!r}: lower-case letters, digits and '-', 1-20 characters")
         if str(raw["logLevel"]).upper() not in LOG_LEVELS:
             raise ValueError(f"logLevel must be one of {sorted(LOG_LEVELS)}")
+        if not 0 <= float(raw["tracingSampleRate"]) <= 1:
+            raise ValueError("tracingSampleRate must be between 0 and 1")
         if raw["assets"] not in ("bundles", "source"):
             raise ValueError("assets must be 'bundles' or 'source'")
         config = cls(
@@ -105,6 +114,8 @@ class Config:
             webhook_throttle_burst_limit=int(raw["webhookThrottleBurstLimit"]),
             pending_job_alarm_seconds=int(raw["pendingJobAlarmSeconds"]),
             alarm_email=str(raw["alarmEmail"] or ""),
+            monitoring=raw["monitoring"],
+            tracing_sample_rate=float(raw["tracingSampleRate"]),
             assets=str(raw["assets"]),
         )
         config.settings()  # the functions' own validation: fail the synth, not the first job

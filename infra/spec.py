@@ -86,7 +86,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("api", timeout_seconds=29, memory_mb=512),
         FunctionSpec("dispatcher", timeout_seconds=30, memory_mb=256),
         # Lambda's maximum: the worker stops itself at the job's deadline (JOB_TIMEOUT) anyway.
-        FunctionSpec("worker", timeout_seconds=900, memory_mb=1024, dependency_group="worker"),
+        # 512 MB: it waits on the network (create, download, upload); no sync wait with webhooks.
+        FunctionSpec("worker", timeout_seconds=900, memory_mb=512, dependency_group="worker"),
         # Cancels the provider's prediction of a failed job: the provider client, without Pillow.
         FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256, dependency_group="provider"),
     )

@@ -7,6 +7,7 @@ exact resources (see the grant_* methods of the constructs).
 from __future__ import annotations
 
 from aws_cdk import Aws, CfnOutput, Duration, Stack, Tags
+from aws_cdk import aws_xray as xray
 from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from constructs import Construct
 
@@ -140,19 +141,21 @@ class MediaGenerationStack(Stack):
                 )
             _suppress_function_findings(function)
 
-        monitoring = Monitoring(
-            self,
-            "Monitoring",
-            config=config,
-            functions=lambdas,
-            queue=queues.queue,
-            dead_letter_queues={
-                "JobsDeadLetterQueue": queues.dead_letter_queue,
-                "FailedEvents": queues.failed_events,
-            },
-            state_machine=workflow.state_machine,
-            http_api=api.http_api,
-        )
+        monitoring = None
+        if config.monitoring:
+            monitoring = Monitoring(
+                self,
+                "Monitoring",
+                config=config,
+                functions=lambdas,
+                queue=queues.queue,
+                dead_letter_queues={
+                    "JobsDeadLetterQueue": queues.dead_letter_queue,
+                    "FailedEvents": queues.failed_events,
+                },
+                state_machine=workflow.state_machine,
+                http_api=api.http_api,
+            )
         _suppress_workflow_findings(workflow)
 
         invoke_policy = api.invoke_policy()
@@ -169,13 +172,33 @@ class MediaGenerationStack(Stack):
             "DeadLetterQueueUrl": (queues.dead_letter_queue.queue_url, "Job messages nobody could dispatch"),
             "FailedEventsQueueUrl": (queues.failed_events.queue_url, "Execution events the finalizer missed"),
             "StateMachineArn": (workflow.state_machine.state_machine_arn, "Job workflow"),
-            "AlarmTopicArn": (monitoring.topic.topic_arn, "Subscribe to receive the alarms"),
-            "DashboardUrl": (
+        }
+        if monitoring:
+            outputs["AlarmTopicArn"] = (monitoring.topic.topic_arn, "Subscribe to receive the alarms")
+            outputs["DashboardUrl"] = (
                 f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
                 f"#dashboards:name={monitoring.dashboard.dashboard_name}",
                 "CloudWatch dashboard",
+            )
+        # Traces at tracingSampleRate, no per-second reservoir. Before the default rule (priority
+        # 10000) for every service: the state machine's generated name has no stable prefix.
+        xray.CfnSamplingRule(
+            self,
+            "TraceSampling",
+            sampling_rule=xray.CfnSamplingRule.SamplingRuleProperty(
+                rule_name=f"mg-{config.stage}",
+                priority=9000,
+                fixed_rate=config.tracing_sample_rate,
+                reservoir_size=0,
+                service_name="*",
+                service_type="*",
+                host="*",
+                http_method="*",
+                url_path="*",
+                resource_arn="*",
+                version=1,
             ),
-        }
+        )
         for key, (value, description) in outputs.items():
             CfnOutput(self, key, value=value, description=description)
 

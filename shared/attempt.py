@@ -235,6 +235,9 @@ class Attempt:
         return f"{base.rstrip('/')}{WEBHOOK_PATH}?{query}"
 
     def _sync_wait(self) -> int:
+        # With webhooks the workflow waits for free; a sync wait would bill the worker for it.
+        if self.settings.webhook_base_url:
+            return 0
         budget = int(min(self.deadline, self.lambda_deadline) - time.time()) - 1
         return max(0, min(self.settings.replicate_sync_wait_seconds, budget))
 

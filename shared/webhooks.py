@@ -32,6 +32,7 @@ from shared.workflow import send_task_heartbeat, send_task_success
 TOLERANCE_SECONDS = 300  # Standard Webhooks' default
 SECRET_REFRESH_SECONDS = 300  # as long as the stored secret's cache (shared/secrets.py)
 DEFAULT_BASE_URL = "https://api.replicate.com"
+PROGRESS_STEP = 10
 
 
 class WebhookRejected(ServiceError):
@@ -179,7 +180,8 @@ def deliver(job_id: str, attempt: int, nonce: str, payload: dict) -> str:
             resumed = send_task_success(job.task_token, {"status": "ready", "prediction_id": prediction.id})
             return "resumed" if resumed else "duplicate"
         progress = job_progress(prediction.progress)
-        if progress is not None:
+        # Coalesced: a write only once progress rose PROGRESS_STEP points (each is a paid write).
+        if progress is not None and min(progress, 89) >= job.progress + PROGRESS_STEP:
             store().set_progress(job_id, attempt, min(progress, 89))
     except JobNotRunning:
         return "already ended"

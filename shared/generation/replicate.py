@@ -27,7 +27,9 @@ from shared.observability import MetricUnit, logger, metrics
 # Longest the client's own GET retry may sleep, whatever Retry-After says.
 MAX_CLIENT_RETRY_SLEEP = 5.0
 CLIENT_RETRY_ATTEMPTS = 3
-WEBHOOK_EVENTS = ["start", "logs", "completed"]
+# No "start": logs events (every 500 ms while it runs) carry progress and heartbeats; each event
+# is a paid API request, Lambda call and job read.
+WEBHOOK_EVENTS = ["logs", "completed"]
 _THROTTLE_WAIT = re.compile(r"resets in ~?(\d+)\s*s")
 _last_headers = threading.local()
 

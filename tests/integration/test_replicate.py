@@ -492,3 +492,17 @@ def test_collect_starts_a_job_that_generate_never_started(api, provider, double,
         emulator.runtime.invoke("worker", event)
     job = store().get(job_id)
     assert job.status == "processing" and job.prediction_id in double.predictions
+
+
+def test_with_webhooks_the_create_call_does_not_wait_for_the_prediction(api, provider, double):
+    """The workflow waits for a webhook at no cost; a sync wait would bill the worker for it."""
+    provider("webhook", REPLICATE_SYNC_WAIT_SECONDS="5")
+    prompt = unique_prompt("no sync wait")
+    seen: list[dict] = []
+    double.script(lambda request: request.prompt == prompt and seen.append(dict(request.headers)) and False)
+    try:
+        job = wait_until_done(api, submit(api, prompt), timeout=20)
+    finally:
+        double.clear_scripts()
+    assert job["status"] == "completed", job
+    assert len(seen) == 1 and "prefer" not in seen[0], seen
