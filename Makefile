@@ -11,7 +11,7 @@ EMULATOR_PORT ?= 4566
 export PORT EMULATOR_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev dev-replicate test test-unit invoke redrive bench cost lint lock clean bundle synth bootstrap diff deploy destroy
+.PHONY: help install dev dev-replicate test test-unit invoke redrive bench cost load lint lock clean bundle synth bootstrap diff deploy destroy
 
 # AWS deployment (see README "Deploy to AWS"). The CDK CLI is pinned in package.json (aws-cdk 2.x:
 # npm's `latest` tag is a 3.0.0 build that cannot read this aws-cdk-lib's output).
@@ -57,6 +57,10 @@ bench: $(STAMP) ## Cold start of every function (import + first call), in fresh 
 
 cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (bench/prices.json)
 	$(BIN)/python -m bench.cost
+
+JOBS ?= 1000
+load: $(STAMP) ## A burst on make dev (mock): make load [JOBS=200]; prints codes, drain rate, peak RSS and threads
+	$(BIN)/python -m bench.load --jobs $(JOBS) --clients 20
 
 lint: $(STAMP) ## ruff check and format check (CI runs it)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 from local import serve_until_stopped
@@ -35,10 +36,20 @@ def start_replicate_double(api: str) -> Any:
     return double
 
 
+def read_dotenv(path: Path) -> bool:
+    """The old service's `cp env.example .env`: settings from `path`; the environment wins."""
+    from dotenv import load_dotenv
+
+    return path.is_file() and load_dotenv(path, override=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicate-double", action="store_true", help="generate on the Replicate test double")
+    parser.add_argument("--no-dotenv", action="store_true", help="do not read .env")
     args = parser.parse_args(argv)
+    dotenv = Path(".env")
+    read = not args.no_dotenv and read_dotenv(dotenv)
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -57,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         mode = f"generation on Replicate ({settings.default_model}, {waiting})"
     print(
         f"\n  Media generation service is running ({mode})\n"
+        f"  Settings          environment{' + ' + str(dotenv.resolve()) if read else ' (no .env read)'}\n"
         f"  API               {api}\n"
         f"  Docs (Swagger UI) {api}/docs\n"
         f"  OpenAPI document  {api}/openapi.json\n"

@@ -125,11 +125,13 @@ class Emulator:
     @contextmanager
     def dispatch_paused(self) -> Iterator[None]:
         """Hold queued jobs in the queue (the dispatcher's event source disabled) for a while."""
-        self.dispatch_source.pause()
+        for source in self.dispatch_sources:
+            source.pause()
         try:
             yield
         finally:
-            self.dispatch_source.resume()
+            for source in self.dispatch_sources:
+                source.resume()
 
     def configure(self, **env: str) -> None:
         """Change settings while running (the tests' shortened timeouts): the environment the
@@ -274,17 +276,22 @@ class Emulator:
 
     def _start_event_sources(self) -> None:
         assert self.resources
-        self.dispatch_source = SqsEventSource(
-            self.runtime.invoke,
-            "dispatcher",
-            self.resources.queue_url,
-            self.resources.queue_arn,
-            self.queue_spec.batch_size,
-        )
+        # As the event source mapping does, QUEUE_MAX_CONCURRENCY dispatchers at once, each pacing
+        # itself to its share of DISPATCH_RATE_PER_SECOND.
+        self.dispatch_sources = [
+            SqsEventSource(
+                self.runtime.invoke,
+                "dispatcher",
+                self.resources.queue_url,
+                self.resources.queue_arn,
+                self.queue_spec.batch_size,
+            )
+            for _ in range(self.queue_spec.max_concurrency)
+        ]
         self.execution_events = ExecutionStatusEvents(
             self.runtime.invoke, "finalizer", self.resources.state_machine_arn
         )
-        self._workers = [self.dispatch_source, self.execution_events]
+        self._workers = [*self.dispatch_sources, self.execution_events]
         for worker in self._workers:
             worker.start()
 

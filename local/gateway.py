@@ -4,11 +4,13 @@ events for the api function, and its replies back into HTTP. Nothing more."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,7 +28,7 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
     query: dict[str, str] = {}
     for key, value in parse_qsl(url.query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value  # v2 joins repeats with commas
-    binary = bool(body) and not headers.get("content-type", "").startswith(TEXT_TYPES)
+    binary = bool(body) and not (headers.get("content-type", "").startswith(TEXT_TYPES) and _is_utf8(body))
     now = datetime.now(UTC)
     return {
         "version": "2.0",
@@ -59,6 +61,76 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
     }
 
 
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit: larger requests get 413
+BODY_TIMEOUT_SECONDS = 10  # a client that sends less than its Content-Length gets a 400, not a hung thread
+WORKERS = 32  # requests served at once; more wait in the listen backlog, as API Gateway throttles would
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False  # API Gateway passes such a body base64-encoded
+    return True
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def read_body(headers: Any, rfile: Any) -> bytes:
+    """The request body: Content-Length or chunked, at most MAX_BODY bytes."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks, size = [], 0
+        while True:
+            line = rfile.readline(1024)
+            if not line:
+                raise BadRequest(400, "Bad Request")
+            length = int(line.split(b";")[0].strip() or b"0", 16)
+            if length == 0:
+                while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            size += length
+            if size > MAX_BODY:
+                raise BadRequest(413, "Request Entity Too Large")
+            chunk = rfile.read(length)
+            rfile.readline(8)
+            if len(chunk) < length:
+                raise BadRequest(400, "Bad Request")
+            chunks.append(chunk)
+    try:
+        length = int(headers.get("content-length") or 0)
+    except ValueError:
+        raise BadRequest(400, "Bad Request") from None
+    if length > MAX_BODY:
+        raise BadRequest(413, "Request Entity Too Large")
+    body = rfile.read(length) if length > 0 else b""
+    if len(body) < length:
+        raise BadRequest(400, "Bad Request")
+    return body
+
+
+class _Server(ThreadingHTTPServer):
+    """A bounded pool of worker threads and a deep listen backlog (the stdlib's is 5)."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="gateway")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.pool.submit(self.process_request_thread, request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Gateway:
     def __init__(self, invoke: Callable[[str, Any], Any], host: str, port: int, function: str = "api") -> None:
         gateway = self
@@ -66,11 +138,17 @@ class Gateway:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            timeout = BODY_TIMEOUT_SECONDS
+
             def _serve(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                event = http_api_event(
-                    self.command, self.path, dict(self.headers), self.rfile.read(length), self.client_address[0]
-                )
+                try:
+                    body = read_body(self.headers, self.rfile)
+                except (BadRequest, TimeoutError, ValueError) as exc:
+                    status, message = (exc.status, exc.message) if isinstance(exc, BadRequest) else (400, "Bad Request")
+                    self.close_connection = True
+                    gateway._respond(self, {"statusCode": status, "body": json.dumps({"message": message})})
+                    return
+                event = http_api_event(self.command, self.path, dict(self.headers), body, self.client_address[0])
                 started = time.monotonic()
                 try:
                     reply = invoke(function, event)
@@ -91,8 +169,7 @@ class Gateway:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), Handler)
         self._thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
 
     @property

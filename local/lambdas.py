@@ -5,11 +5,19 @@ boto3's default session answers every Invoke (the workflow's Lambda tasks includ
 Step Functions interpreter creates its clients from that session) by calling our handler in the
 calling thread. Errors come back as Lambda reports them (FunctionError + errorType/errorMessage),
 so the workflow's Retry and Catch match on the exception's class name as they do on AWS.
+
+As on AWS, a container runs one event at a time and keeps its module state between events: each
+function has a pool of containers, each with its own copy of functions/<name>/app.py (the
+Powertools resolver, the batch processor, the dispatcher's pacer), created when every warm one is
+busy. What a container would hold alone but the process shares (the Powertools logger's keys and
+metrics buffer, singletons of shared/) is kept per thread: an invocation runs on one thread.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
+import importlib.util
 import io
 import json
 import logging
@@ -52,10 +60,57 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+def _per_thread(obj: Any, *names: str) -> None:
+    """Give `obj` one value of each attribute in `names` per thread, each thread's starting as a copy
+    of the value `obj` has now (Powertools keeps these on process-wide singletons)."""
+    if getattr(obj, "_per_thread", False):
+        return
+    local = threading.local()
+    initial = {name: copy.deepcopy(getattr(obj, name)) for name in names}
+
+    def attribute(name: str) -> property:
+        def get(_: Any) -> Any:
+            if not hasattr(local, name):
+                setattr(local, name, copy.deepcopy(initial[name]))
+            return getattr(local, name)
+
+        return property(get, lambda _, value: setattr(local, name, value))
+
+    namespace = {name: attribute(name) for name in names} | {"_per_thread": True}
+    obj.__class__ = type(f"PerThread{type(obj).__name__}", (type(obj),), namespace)
+    for name in names:
+        obj.__dict__.pop(name, None)
+
+
+def keep_powertools_state_per_thread() -> None:
+    from shared.observability import logger, metrics
+
+    _per_thread(logger.registered_formatter, "log_format")
+    _per_thread(metrics.provider, "metric_set", "dimension_set", "dimension_sets", "metadata_set")
+
+
+class Container:
+    """One warm execution environment of a function: its own module state, one event at a time."""
+
+    def __init__(self, name: str, first: bool) -> None:
+        module_name = f"functions.{name}.app"
+        if first:  # the imported module itself, so what tests inspect or patch is what the first container runs
+            self.module = importlib.import_module(module_name)
+        else:
+            spec = importlib.util.find_spec(module_name)
+            assert spec and spec.loader
+            self.module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(self.module)
+        self.handler: Callable[[dict, Any], Any] = self.module.handler
+
+
 class LambdaRuntime:
     def __init__(self) -> None:
         self.invocations: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._idle: dict[str, list[Container]] = {name: [] for name in FUNCTIONS}
+        self.containers: Counter[str] = Counter()
+        keep_powertools_state_per_thread()
 
     def handler(self, name: str) -> Callable[[dict, Any], Any]:
         if name not in FUNCTIONS:
@@ -64,9 +119,23 @@ class LambdaRuntime:
 
     def invoke(self, name: str, event: Any) -> Any:
         """Run a handler like Lambda would; exceptions propagate (callers decide how to report)."""
+        container = self._acquire(name)
+        try:
+            return container.handler(event, LambdaContext(name))
+        finally:
+            with self._lock:
+                self._idle[name].append(container)
+
+    def _acquire(self, name: str) -> Container:
+        if name not in FUNCTIONS:
+            raise KeyError(f"Unknown function {name!r}; known: {sorted(FUNCTIONS)}")
         with self._lock:
             self.invocations[name] += 1
-        return self.handler(name)(event, LambdaContext(name))
+            if self._idle[name]:
+                return self._idle[name].pop()
+            self.containers[name] += 1
+            first = self.containers[name] == 1
+        return Container(name, first)
 
     # ---- the botocore hook -------------------------------------------------------------------
     def install(self, session: Any) -> None:

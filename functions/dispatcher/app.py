@@ -44,7 +44,7 @@ def dispatch_record(record: SQSRecord) -> str:
     return outcome
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:

@@ -35,7 +35,7 @@ def from_execution_event(event: dict) -> tuple[str, int, str, str]:
     return job_id, attempt, code, message
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:

@@ -10,7 +10,7 @@ from shared.attempt import Attempt, AttemptTask
 from shared.observability import logger, metrics, tracer
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:

@@ -76,8 +76,8 @@ def test_queues(emulator: Emulator, dev: Synthesized) -> None:
 
 def test_event_sources(emulator: Emulator, dev: Synthesized) -> None:
     _, mapping = dev.resource("AWS::Lambda::EventSourceMapping")
-    assert mapping["Properties"]["FunctionName"] == {"Ref": function(dev, emulator.dispatch_source.function)[0]}
-    assert mapping["Properties"]["BatchSize"] == emulator.dispatch_source.batch_size
+    assert mapping["Properties"]["FunctionName"] == {"Ref": function(dev, emulator.dispatch_sources[0].function)[0]}
+    assert mapping["Properties"]["BatchSize"] == emulator.dispatch_sources[0].batch_size
     _, rule = dev.resource("AWS::Events::Rule")
     assert rule["Properties"]["EventPattern"]["detail"]["status"] == list(emulator.execution_events.STATUSES)
     (target,) = rule["Properties"]["Targets"]

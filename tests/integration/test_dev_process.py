@@ -1,0 +1,76 @@
+"""`make dev`'s process: stops promptly on SIGTERM, and never outlives a killed `make`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from local.emulator import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dev_env() -> tuple[dict[str, str], int]:
+    port = free_port()
+    env = os.environ | {"PORT": str(port), "EMULATOR_PORT": str(free_port())}
+    env.pop("REPLICATE_API_TOKEN", None)
+    return env, port
+
+
+def wait_healthy(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("local.dev did not answer /health")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_sigterm_stops_the_dev_server() -> None:
+    env, port = dev_env()
+    server = subprocess.Popen([sys.executable, "-m", "local.dev"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_healthy(port)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0  # was 18 s: pollers and workflow threads held the exit
+    finally:
+        server.kill()
+
+
+def test_the_dev_server_does_not_outlive_its_parent() -> None:
+    env, port = dev_env()
+    parent = subprocess.Popen(
+        ["sh", "-c", f"{sys.executable} -m local.dev >/dev/null & echo $!; wait"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout
+    child = int(parent.stdout.readline())
+    try:
+        wait_healthy(port)
+        parent.kill()  # like killing make: the child gets no signal
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(child)
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)

@@ -1,0 +1,56 @@
+"""The emulated Lambda runtime: each invocation starts with clean handler state, and concurrent
+invocations never share a resolver, a batch processor or logger keys (one event per container)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from local.emulator import Emulator
+from local.gateway import http_api_event
+from shared.observability import logger
+from tests.conftest import unique_prompt
+
+
+def api_event(method: str, path: str, body: dict | str | None = None) -> dict:
+    data = (body if isinstance(body, str) else json.dumps(body)).encode() if body is not None else b""
+    return http_api_event(method, path, {"content-type": "application/json"}, data, "127.0.0.1")
+
+
+def test_a_warm_api_function_does_not_carry_the_previous_requests_job_id(emulator: Emulator) -> None:
+    # Given a request that logged with its job's id
+    submitted = emulator.runtime.invoke("api", api_event("POST", "/api/v1/generate", {"prompt": unique_prompt()}))
+    assert submitted["statusCode"] == 202
+    assert logger.get_current_keys().get("job_id") == json.loads(submitted["body"])["job_id"]
+
+    # When the same (warm) container serves another request on the same thread
+    assert emulator.runtime.invoke("api", api_event("GET", "/health"))["statusCode"] == 200
+
+    # Then its keys are its own: no job id, a new request id
+    keys = logger.get_current_keys()
+    assert "job_id" not in keys
+    assert keys["function_request_id"]
+
+
+def test_concurrent_invocations_each_get_their_own_route_and_status(emulator: Emulator) -> None:
+    # Given three routes with three different answers
+    cases = [
+        (("GET", "/health", None), 200),
+        (("GET", "/api/v1/status/no-such-job", None), 404),
+        (("POST", "/api/v1/generate", {"prompt": ""}), 422),
+    ]
+    barrier = threading.Barrier(12)
+
+    def call(i: int) -> tuple[int, int]:
+        (method, path, body), expected = cases[i % len(cases)]
+        barrier.wait(timeout=30)
+        return emulator.runtime.invoke("api", api_event(method, path, body))["statusCode"], expected
+
+    # When 12 threads invoke the api function at once, several rounds
+    with ThreadPoolExecutor(12) as pool:
+        results = [r for _ in range(20) for r in pool.map(call, range(12))]
+
+    # Then every request got its own route's status, from containers that ran one event at a time
+    assert [got for got, _ in results] == [expected for _, expected in results]
+    assert emulator.runtime.containers["api"] > 1
