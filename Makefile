@@ -11,7 +11,7 @@ EMULATOR_PORT ?= 4566
 export PORT EMULATOR_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev dev-replicate test test-unit invoke redrive bench cost load lint lock clean bundle synth bootstrap diff deploy destroy
+.PHONY: help install dev dev-replicate test test-unit fuzz invoke redrive bench cost load lint lock clean bundle synth bootstrap diff deploy destroy
 
 # AWS deployment (see README "Deploy to AWS"). The CDK CLI is pinned in package.json (aws-cdk 2.x:
 # npm's `latest` tag is a 3.0.0 build that cannot read this aws-cdk-lib's output).
@@ -44,6 +44,9 @@ test: $(STAMP) $(CDK) ## Run the test suite (unit + the whole pipeline on the em
 
 test-unit: $(STAMP) ## The fast lane: unit tests only (no emulation), well under a minute
 	$(BIN)/python -m pytest tests/unit
+
+fuzz: $(STAMP) ## schemathesis against the API on the emulation (FUZZ_MAX_EXAMPLES per operation)
+	$(BIN)/python -m tests.fuzz.run
 
 invoke: $(STAMP) ## Run one function on a sample event: make invoke FN=api EVENT=events/api/health.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || (echo "usage: make invoke FN=<function> EVENT=events/<...>.json" && exit 2)

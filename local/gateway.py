@@ -56,7 +56,9 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
         },
-        "body": (base64.b64encode(body).decode() if binary else body.decode()) if body else None,
+        "body": (base64.b64encode(body).decode() if binary else body.decode(errors="surrogateescape"))
+        if body
+        else None,
         "isBase64Encoded": binary,
     }
 
@@ -164,7 +166,7 @@ class Gateway:
                     (time.monotonic() - started) * 1000,
                 )
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_TRACE = do_QUERY = _serve
 
             def log_message(self, *args: Any) -> None:
                 pass

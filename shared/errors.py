@@ -58,18 +58,28 @@ class InvalidParameter(ServiceError):
     code = "VALIDATION_ERROR"
     location = "body"
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, location: str = "body") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = message
+        self.location = location
 
 
-class InvalidCursor(ServiceError):
-    status_code = 422
-    code = "VALIDATION_ERROR"
+class UnsupportedMediaType(ServiceError):
+    """A body that is not JSON on a route that takes JSON."""
 
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class InvalidCursor(InvalidParameter):
     def __init__(self) -> None:
-        super().__init__("cursor: not a cursor returned by this API")
+        super().__init__("cursor", "not a cursor returned by this API", location="query")
 
 
 class IdempotencyKeyReused(InvalidParameter):

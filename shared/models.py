@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_PROMPT_LENGTH = 2000
 
@@ -36,19 +36,45 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),
 }
 
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_LENGTH)]
+# DynamoDB stores numbers from 1e-130 to 1e126 in magnitude; a smaller guidance scale means 0 anyway.
+MIN_GUIDANCE_SCALE = 1e-6
+
+
+def _printable(text: str) -> str:
+    """Text we store and send on: no NUL or other control characters (tab and newlines aside)."""
+    if any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127 for c in text):
+        raise ValueError("Control characters (such as NUL) are not allowed")
+    return text
+
+
+def _guidance_scale(value: float) -> float:
+    if 0 < value < MIN_GUIDANCE_SCALE:
+        raise ValueError(f"Input should be 0 or at least {MIN_GUIDANCE_SCALE}")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+Prompt = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PROMPT_LENGTH),
+    AfterValidator(_printable),
+]
 
 
 class GenerationParameters(BaseModel):
-    """The old service's `parameters` object, plus optional extras (all with defaults)."""
+    """The old service's `parameters` object, plus optional extras (all with defaults).
 
-    model_config = ConfigDict(extra="forbid")
+    Numbers are strict: `"512"`, `512.0` and `true` are not integers, `"7.5"` is not a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     width: int = Field(default=1024, ge=64, le=2048, multiple_of=8, description="Image width in pixels")
     height: int = Field(default=1024, ge=64, le=2048, multiple_of=8, description="Image height in pixels")
     num_inference_steps: int = Field(default=28, ge=1, le=100, description="Denoising steps")
-    guidance_scale: float = Field(default=7.5, ge=0, le=30, description="Prompt adherence")
-    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_LENGTH)
+    guidance_scale: Annotated[float, AfterValidator(_guidance_scale)] = Field(
+        default=7.5, ge=0, le=30, allow_inf_nan=False, description=f"Prompt adherence: 0, or {MIN_GUIDANCE_SCALE} to 30"
+    )
+    negative_prompt: Text | None = Field(default=None, max_length=MAX_PROMPT_LENGTH)
     num_outputs: int = Field(default=1, ge=1, le=4, description="Number of images to generate")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Fix for reproducible output")
 
@@ -70,7 +96,7 @@ class GenerateRequest(BaseModel):
 
     prompt: Prompt = Field(description=f"What to draw (1 to {MAX_PROMPT_LENGTH} characters)")
     parameters: GenerationParameters = Field(default_factory=GenerationParameters)
-    model: str | None = Field(
+    model: Text | None = Field(
         default=None,
         max_length=200,
         description="A model from the allowlist (see GET /api/v1/models); default: the DEFAULT_MODEL setting",

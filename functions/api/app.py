@@ -8,12 +8,14 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
 from shared import health as health_checks
 from shared import idempotency, jobs, webhooks
 from shared.errors import InvalidParameter, ServiceError
+from shared.http_input import StrictRequestValidation
 from shared.models import GenerateRequest, JobStatus
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
@@ -49,15 +51,30 @@ ERROR_DESCRIPTIONS = {
     401: "Signature missing, invalid or stale",
     404: "No such job",
     409: "Not possible in the job's current status, or the same Idempotency-Key is still in progress",
-    422: "Invalid input: `errors` names each offending field",
+    413: "Body larger than the API accepts",
+    415: "Body is not JSON (send Content-Type: application/json)",
+    422: "Invalid input (body, path or query): `errors` names each offending field",
+    500: "Unexpected error on our side; details are in the logs only",
     503: "Not queued: the job was marked failed, submit it again later",
 }
+# Deployed, every route but the provider webhook needs an IAM SigV4 signature (infra/constructs/api.py).
+SIGV4 = "sigv4"
+SECURITY_SCHEMES = {
+    SIGV4: APIKey(
+        name="Authorization",
+        in_=APIKeyIn.header,
+        description="AWS Signature Version 4 of an IAM principal with execute-api:Invoke (e.g. `curl --aws-sigv4`)",
+        openapi_extensions={"x-amazon-apigateway-authtype": "awsSigv4"},
+    )
+}
+SIGNED = [{SIGV4: []}]
 
 
 def responses(success: int, description: str, *errors: int) -> dict:
-    """OpenAPI responses of a route: its success body (from the return type) and its errors."""
+    """OpenAPI responses of a route: its success body (from the return type) and its errors.
+    Every route can answer 422 (unknown query parameters) and 500."""
     documented: dict = {success: {"description": description}}
-    for code in errors:
+    for code in sorted({*errors, 422, 500}):
         documented[code] = {
             "description": ERROR_DESCRIPTIONS[code],
             "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
@@ -66,11 +83,21 @@ def responses(success: int, description: str, *errors: int) -> dict:
 
 
 app = APIGatewayHttpResolver(enable_validation=True)
+# Powertools' validation always runs first in a route's chain: ours extends it (JSON-only bodies,
+# parsed strictly; unknown query parameters refused).
+app._request_validation_middleware = StrictRequestValidation()
+app.configure_openapi(title=TITLE, version=VERSION, description=DESCRIPTION, security_schemes=SECURITY_SCHEMES)
 # The Swagger UI assets are inlined (works offline); gzip keeps the 1.7 MB page small on the wire.
-app.enable_swagger(path="/docs", title=TITLE, version=VERSION, description=DESCRIPTION, compress=True)
+app.enable_swagger(path="/docs", compress=True)
 
 
-@app.post(f"{API_PREFIX}/generate", status_code=202, responses=responses(202, "Accepted", 422, 503))
+@app.post(
+    f"{API_PREFIX}/generate",
+    status_code=202,
+    responses=responses(202, "Accepted", 413, 415, 422, 503),
+    operation_id="generate",
+    security=SIGNED,
+)
 def generate(request: GenerateRequest, idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     """Accept a generation job. Answers once the job is stored and queued."""
     body = request.model_dump(mode="json", exclude_unset=True)
@@ -78,21 +105,28 @@ def generate(request: GenerateRequest, idempotency_key: IdempotencyKey = None) -
     return _accepted(JobAccepted.model_validate(answer))
 
 
-@app.get(f"{API_PREFIX}/status/<job_id>", responses=responses(200, "Status", 404, 422))
+@app.get(
+    f"{API_PREFIX}/status/<job_id>",
+    responses=responses(200, "Status", 404),
+    operation_id="getJobStatus",
+    security=SIGNED,
+)
 def job_status(job_id: JobId) -> JobStatusView:
     """Status and progress (0-100) of a job: cheap, for polling."""
     job = jobs.store().get(job_id)
     return JobStatusView.of(job, jobs.queue_estimate(job))
 
 
-@app.get(f"{API_PREFIX}/jobs/<job_id>", responses=responses(200, "The job", 404, 422))
+@app.get(
+    f"{API_PREFIX}/jobs/<job_id>", responses=responses(200, "The job", 404), operation_id="getJob", security=SIGNED
+)
 def job_detail(job_id: JobId) -> JobDetail:
     """Everything about a job, with presigned download URLs of its outputs."""
     job = jobs.store().get(job_id)
     return JobDetail.of(job, jobs.queue_estimate(job))
 
 
-@app.get(f"{API_PREFIX}/jobs", responses=responses(200, "One page of jobs", 422))
+@app.get(f"{API_PREFIX}/jobs", responses=responses(200, "One page of jobs"), operation_id="listJobs", security=SIGNED)
 def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
@@ -103,14 +137,23 @@ def list_jobs(
     return JobPage(jobs=[JobSummary.of(job) for job in page], next_cursor=next_cursor)
 
 
-@app.post(f"{API_PREFIX}/jobs/<job_id>/cancel", responses=responses(200, "Cancelled", 404, 409, 422))
+@app.post(
+    f"{API_PREFIX}/jobs/<job_id>/cancel",
+    responses=responses(200, "Cancelled", 404, 409),
+    operation_id="cancelJob",
+    security=SIGNED,
+)
 def cancel_job(job_id: JobId) -> JobStatusView:
     """Cancel a pending or processing job."""
     return JobStatusView.of(jobs.cancel(job_id))
 
 
 @app.post(
-    f"{API_PREFIX}/jobs/<job_id>/retry", status_code=202, responses=responses(202, "Accepted", 404, 409, 422, 503)
+    f"{API_PREFIX}/jobs/<job_id>/retry",
+    status_code=202,
+    responses=responses(202, "Accepted", 404, 409, 503),
+    operation_id="retryJob",
+    security=SIGNED,
 )
 def retry_job(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     """Run a failed or cancelled job again, as a new attempt of the same job."""
@@ -123,7 +166,7 @@ def retry_job(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Response
     return _accepted(JobAccepted.model_validate(answer))
 
 
-@app.get(f"{API_PREFIX}/models")
+@app.get(f"{API_PREFIX}/models", responses=responses(200, "The models"), operation_id="listModels", security=SIGNED)
 def list_models() -> ModelList:
     """The models a request may name, and the default one."""
     return ModelList.of(get_settings())
@@ -131,8 +174,9 @@ def list_models() -> ModelList:
 
 @app.post(
     f"{API_PREFIX}/webhooks/replicate",
-    responses=responses(200, "Delivery processed (or ignored as stale or duplicate)", 401, 422),
+    responses=responses(200, "Delivery processed (or ignored as stale or duplicate)", 401),
     tags=["provider"],
+    operation_id="replicateWebhook",
 )
 def replicate_webhook(
     job_id: Annotated[str, Query(max_length=64)],
@@ -153,7 +197,7 @@ def replicate_webhook(
     return WebhookAck(outcome=outcome)
 
 
-@app.get(f"{API_PREFIX}/stats")
+@app.get(f"{API_PREFIX}/stats", responses=responses(200, "The counters"), operation_id="getStats", security=SIGNED)
 def stats() -> Stats:
     """Jobs per status, success rate and mean duration (read from counters: constant cost)."""
     return Stats.of(jobs.store().stats())
@@ -161,13 +205,15 @@ def stats() -> Stats:
 
 @app.get(
     "/health",
-    responses={
-        200: {"description": "Healthy"},
+    responses=responses(200, "Alive (and, with deep=true, every part reachable)")
+    | {
         503: {
             "description": "A deep check found a part unreachable",
             "content": {content_types.APPLICATION_JSON: {"model": DeepHealth}},
         },
     },
+    operation_id="health",
+    security=SIGNED,
 )
 def health(
     deep: Annotated[bool, Query(description="Also check that the table, queue, bucket and workflow answer")] = False,
@@ -185,7 +231,7 @@ def health(
 @app.get("/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[str]:
     """The OpenAPI document where the old FastAPI service served it."""
-    schema = app.get_openapi_json_schema(title=TITLE, version=VERSION, description=DESCRIPTION)
+    schema = app.get_openapi_json_schema()
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=schema)
 
 
@@ -224,6 +270,7 @@ def _field_error(error: dict) -> FieldError:
     if kind == "json_invalid":
         return FieldError(field="body", location="body", message="Body is not valid JSON")
     message = "Unknown field" if kind == "extra_forbidden" else error.get("msg") or kind.replace("_", " ")
+    message = message.removeprefix("Value error, ")  # our own validators' messages, as written
     return FieldError(field=".".join(path) or location, location=location, message=message)
 
 
