@@ -15,9 +15,15 @@ import uuid
 from functools import cache
 from typing import Any, Literal
 
-from shared import queue, workflow
+from shared import queue, safe_url, workflow
 from shared.catalog import model_named
-from shared.errors import InvalidTransition, QueueUnavailable, generation_error_names, parse_error_message
+from shared.errors import (
+    InvalidParameter,
+    InvalidTransition,
+    QueueUnavailable,
+    generation_error_names,
+    parse_error_message,
+)
 from shared.models import GenerateRequest, Job, JobError, JobStatus, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
@@ -33,6 +39,7 @@ def store() -> JobStore:
 def submit(request: GenerateRequest) -> Job:
     """Store the job, then queue it. Answers only once both are done, so a 202 is never lost."""
     model, provider_input = plan(request)
+    check_webhook(request)
     now = utcnow()
     job = Job(
         job_id=str(uuid.uuid4()),
@@ -61,6 +68,16 @@ def plan(request: GenerateRequest) -> tuple[str | None, dict[str, Any] | None]:
     if name is None:
         return None, None
     return name, model_named(name).input_for(request)
+
+
+def check_webhook(request: GenerateRequest) -> None:
+    """InvalidParameter (422) for a webhook URL that may not be called (see shared/safe_url.py)."""
+    if request.webhook is None:
+        return
+    try:
+        safe_url.check(request.webhook, allow_private=get_settings().client_webhook_allow_private)
+    except safe_url.UnsafeUrl as exc:
+        raise InvalidParameter("webhook", str(exc)) from None
 
 
 def cancel(job_id: str) -> Job:

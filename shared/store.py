@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from shared import notify
 from shared.aws import client, error_code
 from shared.errors import InvalidCursor, InvalidTransition, JobNotFound, ServiceError
 from shared.models import TRANSITIONS, Attempt, Job, JobStatus, to_iso, utcnow
@@ -111,7 +112,8 @@ class JobStore:
     # ---- reads -------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
         response = client("dynamodb").get_item(TableName=self.table, Key={PK: {"S": job_id}}, ConsistentRead=True)
-        if "Item" not in response or job_id.startswith(COUNTER_PREFIX):
+        # Job ids are UUIDs: "#" marks the table's other items (counters, webhook deliveries).
+        if "Item" not in response or "#" in job_id:
             raise JobNotFound(job_id)
         return self._job(response["Item"])
 
@@ -205,6 +207,7 @@ class JobStore:
                 _close_attempt(new)
             try:
                 self._transact(self._replace(current, new), self._count(current, new))
+                notify.job_changed(new)  # client webhooks: only once the write succeeded
                 return new
             except Exception as exc:
                 if not _lost_race(exc):
