@@ -52,13 +52,16 @@ def post(target: safe_url.Target, headers: dict[str, str], body: str) -> str:
             request = http.build_request(
                 "POST", url, content=body.encode(), headers=request_headers, extensions={"sni_hostname": target.host}
             )
-            with http.send(request, stream=True) as response:
+            response = http.send(request, stream=True)
+            try:
                 read = 0
                 for chunk in response.iter_raw():  # bounded: stop once enough is read
                     read += len(chunk)
                     if read >= MAX_RESPONSE_BYTES:
                         break
-                return str(response.status_code)
+            finally:
+                response.close()
+            return str(response.status_code)
     except httpx.TimeoutException:
         return "timeout"
     except httpx.TransportError:
