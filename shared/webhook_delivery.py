@@ -13,8 +13,6 @@ import time
 from datetime import UTC, datetime
 from typing import Literal
 
-import httpx
-
 from shared import deliveries, notify, safe_url
 from shared.errors import JobNotFound
 from shared.jobs import store
@@ -41,6 +39,8 @@ def body_of(message: EventMessage, job: Job) -> str:
 def post(target: safe_url.Target, headers: dict[str, str], body: str) -> str:
     """One POST to the checked address (the name stays in Host, SNI and the certificate check).
     Returns the status code as text, or timeout / connection_error."""
+    import httpx  # the notifier's bundle has it (worker group); the API's, which imports shared/, not
+
     host = f"[{target.address}]" if ":" in target.address else target.address
     url = f"{target.scheme}://{host}:{target.port}{target.path}"
     default_port = 443 if target.scheme == "https" else 80
