@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 
 from local.emulator import free_port
 from shared.errors import PermanentError
+from shared.models import WebhookEvent
 from tests.conftest import status_of, unique_prompt, wait_for, wait_until_done, wait_until_status
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -248,3 +249,15 @@ def test_the_detail_and_the_body_show_the_pending_job_until_dispatched(api, emul
     wait_until_done(api, job_id)
     settled(api, job_id)
     assert json.loads(receiver.requests[0]["body"])["data"]["job_id"] == job_id
+
+
+def test_openapi_describes_the_webhooks_and_the_request_fields(api):
+    document = api.get("/openapi.json").json()
+    assert set(document["webhooks"]) == {e.value for e in WebhookEvent}
+    completed = document["webhooks"]["job.completed"]["post"]
+    schema = completed["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["data"] == {"$ref": "#/components/schemas/JobDetail"}
+    assert "JobDetail" in document["components"]["schemas"]
+    assert {p["name"] for p in completed["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    request = document["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert {"webhook", "webhook_events"} <= set(request)
