@@ -261,3 +261,25 @@ def test_openapi_describes_the_webhooks_and_the_request_fields(api):
     assert {p["name"] for p in completed["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
     request = document["components"]["schemas"]["GenerateRequest"]["properties"]
     assert {"webhook", "webhook_events"} <= set(request)
+
+
+def test_a_failure_to_queue_the_event_never_fails_the_job(api, hooks, monkeypatch):
+    from shared import notify
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("queue down")
+
+    monkeypatch.setattr(notify, "send", broken)
+    receiver = hooks()
+    job_id = submit_with_webhook(api, receiver.url)
+    assert wait_until_done(api, job_id)["status"] == "completed"
+    assert deliveries_of(api, job_id) == [] and receiver.requests == []
+
+
+def test_the_delivery_log_is_not_a_job(api, hooks):
+    receiver = hooks()
+    job_id = submit_with_webhook(api, receiver.url)
+    wait_until_done(api, job_id)
+    settled(api, job_id)
+    response = api.get(f"/api/v1/jobs/deliveries%23{job_id}")
+    assert response.status_code == 404
