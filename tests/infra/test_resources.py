@@ -93,7 +93,7 @@ def test_queue_settings_come_from_the_spec_and_match_the_consumer(each_stage: Sy
     redriven = {k: q for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
     assert len(redriven) == len(QUEUES)
     for construct, (queue_spec, consumer) in QUEUES.items():
-        [props] = [q["Properties"] for k, q in redriven.items() if k.startswith(f"{construct}Queue")]
+        [props] = [q["Properties"] for k, q in redriven.items() if k.startswith(construct)]
         dlq_id = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert props["VisibilityTimeout"] == queue_spec.visibility_timeout_seconds
         assert props["MessageRetentionPeriod"] == queue_spec.retention_seconds
@@ -145,7 +145,9 @@ def test_bucket_is_private_encrypted_tls_only_and_expires_outputs(each_stage: Sy
 
 # ---- secret ----------------------------------------------------------------------------------------
 def test_one_provider_secret_holding_json_and_no_real_value(dev: Synthesized) -> None:
-    secret_id, secret = dev.resource("AWS::SecretsManager::Secret")
+    [(secret_id, secret)] = [
+        (k, r) for k, r in dev.resources("AWS::SecretsManager::Secret").items() if k.startswith("ProviderSecret")
+    ]
     assert json.loads(secret["Properties"]["SecretString"]) == {"api_token": ""}
     for name in ("api", "worker", "finalizer"):
         assert function(dev, name)[1]["Properties"]["Environment"]["Variables"]["REPLICATE_SECRET_ARN"] == {
@@ -357,7 +359,7 @@ def test_alarms_cover_what_needs_a_human(dev: Synthesized) -> None:
 
 def test_oldest_pending_job_alarm_watches_the_jobs_queue(dev: Synthesized) -> None:
     queues = dev.resources("AWS::SQS::Queue")
-    (jobs_queue,) = [k for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
+    (jobs_queue,) = [k for k, q in queues.items() if "RedrivePolicy" in q["Properties"] and k.startswith("Queue")]
     dev.template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
