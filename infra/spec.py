@@ -90,6 +90,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("worker", timeout_seconds=900, memory_mb=512, dependency_group="worker"),
         # Cancels the provider's prediction of a failed job: the provider client, without Pillow.
         FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256, dependency_group="provider"),
+        # Delivers client webhooks (httpx: the provider group, no Pillow).
+        FunctionSpec("notifier", timeout_seconds=60, memory_mb=256, dependency_group="provider"),
     )
 }
 
@@ -101,6 +103,18 @@ QUEUE = QueueSpec(
     batch_size=10,
     max_batching_window_seconds=1,
     max_concurrency=2,
+)
+
+# Client webhook events. Retries are re-sent messages with a delay (not receives), so few receives
+# reach the DLQ: only events whose delivery could not even be scheduled.
+NOTIFY_QUEUE = QueueSpec(
+    visibility_timeout_seconds=6 * FUNCTIONS["notifier"].timeout_seconds,
+    max_receive_count=5,
+    retention_seconds=4 * 86_400,
+    dlq_retention_seconds=14 * 86_400,
+    batch_size=10,
+    max_batching_window_seconds=1,
+    max_concurrency=5,
 )
 
 WORKFLOW = WorkflowSpec(
@@ -179,4 +193,5 @@ RESOURCE_ENV = {
     "queue": "JOBS_QUEUE_URL",
     "bucket": "OUTPUTS_BUCKET_NAME",
     "state_machine": "STATE_MACHINE_ARN",
+    "notify_queue": "CLIENT_WEBHOOK_QUEUE_URL",
 }

@@ -18,6 +18,7 @@ from infra.constructs.api import Api
 from infra.constructs.functions import ServiceFunction
 from infra.constructs.jobs_store import JobsStore
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.notify import ClientWebhooks
 from infra.constructs.queue import JobsQueue
 from infra.constructs.secrets import ProviderSecret
 from infra.constructs.storage import OutputsStorage
@@ -37,13 +38,18 @@ ACCESS: dict[str, frozenset[str]] = {
             "workflow:stop",
             "workflow:callback",
             "health:check",
+            "notify:send",
         }
     ),
-    "dispatcher": frozenset({"jobs:write", "queue:consume", "workflow:start"}),
+    # Every function that changes a job's status queues its client webhook events (notify:send).
+    "dispatcher": frozenset({"jobs:write", "queue:consume", "workflow:start", "notify:send"}),
     # Heartbeats and completes its own task token (mock generation and fast predictions).
-    "worker": frozenset({"jobs:write", "outputs:write", "secret:read", "workflow:callback"}),
+    "worker": frozenset({"jobs:write", "outputs:write", "secret:read", "workflow:callback", "notify:send"}),
     # Cancels the provider's prediction of a job that failed.
-    "finalizer": frozenset({"jobs:write", "secret:read"}),
+    "finalizer": frozenset({"jobs:write", "secret:read", "notify:send"}),
+    # Delivers client webhooks: reads the job (and presigns its outputs), records each delivery,
+    # re-queues retries.
+    "notifier": frozenset({"jobs:write", "outputs:read", "notify:consume", "notify:send", "notify:secret"}),
 }
 
 # The functions that start predictions, so tell the provider where to send its webhooks.
@@ -63,6 +69,7 @@ class MediaGenerationStack(Stack):
         jobs = JobsStore(self, "Jobs", config=config)
         queues = JobsQueue(self, "Queue")
         secret = ProviderSecret(self, "ProviderSecret", config=config)
+        client_webhooks = ClientWebhooks(self, "ClientWebhooks", config=config)
         api = Api(self, "Api", config=config)
         settings = config.workflow_settings()
 
@@ -70,6 +77,7 @@ class MediaGenerationStack(Stack):
             spec.RESOURCE_ENV["table"]: jobs.table.table_name,
             spec.RESOURCE_ENV["queue"]: queues.queue.queue_url,
             spec.RESOURCE_ENV["bucket"]: storage.bucket.bucket_name,
+            spec.RESOURCE_ENV["notify_queue"]: client_webhooks.queue.queue_url,
             "QUEUE_MAX_RECEIVE_COUNT": str(spec.QUEUE.max_receive_count),
             "QUEUE_MAX_CONCURRENCY": str(spec.QUEUE.max_concurrency),
             **_settings_env(config),
@@ -83,6 +91,8 @@ class MediaGenerationStack(Stack):
             if "secret:read" in ACCESS[name] and not config.mock_generation:
                 # Set: the functions use Replicate with the secret's token. Unset: mock generation.
                 env["REPLICATE_SECRET_ARN"] = secret.secret.secret_arn
+            if "notify:secret" in ACCESS[name]:
+                env["CLIENT_WEBHOOK_SECRET_ARN"] = client_webhooks.secret.secret_arn
             if name in CALLED_BACK:
                 # Where the provider calls back. The API resource does not depend on any function,
                 # so this adds no cycle (unlike the state machine, which depends on this function).
@@ -120,9 +130,11 @@ class MediaGenerationStack(Stack):
             "workflow:stop": workflow.grant_stop,
             "workflow:callback": workflow.grant_task_response,
             "health:check": lambda role: _grant_health_checks(role, queues, storage, workflow),
+            "notify:send": client_webhooks.grant_send,
+            "notify:secret": client_webhooks.grant_read_secret,
         }
         for name, function in functions.items():
-            for capability in sorted(ACCESS[name] - {"queue:consume"}):
+            for capability in sorted(ACCESS[name] - {"queue:consume", "notify:consume"}):
                 grants[capability](function.role)
             if ACCESS[name] & {"workflow:start", "workflow:stop"}:
                 function.function.add_environment(
@@ -139,6 +151,16 @@ class MediaGenerationStack(Stack):
                         report_batch_item_failures=True,
                     )
                 )
+            if "notify:consume" in ACCESS[name]:
+                function.function.add_event_source(
+                    SqsEventSource(
+                        client_webhooks.queue,
+                        batch_size=spec.NOTIFY_QUEUE.batch_size,
+                        max_batching_window=Duration.seconds(spec.NOTIFY_QUEUE.max_batching_window_seconds),
+                        max_concurrency=spec.NOTIFY_QUEUE.max_concurrency,
+                        report_batch_item_failures=True,
+                    )
+                )
             _suppress_function_findings(function)
 
         monitoring = None
@@ -152,6 +174,7 @@ class MediaGenerationStack(Stack):
                 dead_letter_queues={
                     "JobsDeadLetterQueue": queues.dead_letter_queue,
                     "FailedEvents": queues.failed_events,
+                    "ClientWebhooksDeadLetterQueue": client_webhooks.dead_letter_queue,
                 },
                 state_machine=workflow.state_machine,
                 http_api=api.http_api,
@@ -171,6 +194,10 @@ class MediaGenerationStack(Stack):
             "JobsQueueUrl": (queues.queue.queue_url, "Jobs queue"),
             "DeadLetterQueueUrl": (queues.dead_letter_queue.queue_url, "Job messages nobody could dispatch"),
             "FailedEventsQueueUrl": (queues.failed_events.queue_url, "Execution events the finalizer missed"),
+            "ClientWebhookSecretArn": (
+                client_webhooks.secret.secret_arn,
+                'Client webhook signing secret: clients verify with "whsec_" + its signing_secret',
+            ),
             "StateMachineArn": (workflow.state_machine.state_machine_arn, "Job workflow"),
         }
         if monitoring:

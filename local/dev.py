@@ -8,8 +8,10 @@ Nothing leaves the machine and nothing is billed."""
 from __future__ import annotations
 
 import argparse
+import base64
 import logging
 import os
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     aws_port = int(os.environ.get("EMULATOR_PORT", "4566"))
     api = f"http://127.0.0.1:{port}"
     double = start_replicate_double(api) if args.replicate_double else None
+    webhook_secret = "from CLIENT_WEBHOOK_SECRET"
+    if not os.environ.get("CLIENT_WEBHOOK_SECRET"):  # client webhooks need one: make one for this run
+        webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        os.environ["CLIENT_WEBHOOK_SECRET"] = webhook_secret
     emulator = Emulator(aws_port=aws_port, api_port=port).start()
     settings = get_settings()
     if double:
@@ -72,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  API               {api}\n"
         f"  Docs (Swagger UI) {api}/docs\n"
         f"  OpenAPI document  {api}/openapi.json\n"
+        f"  Webhook secret    {webhook_secret}  (verifies client webhooks)\n"
         f"  Emulated AWS      {emulator.endpoint}  (e.g. aws --endpoint-url {emulator.endpoint} sqs list-queues)\n\n"
         f"  Try: curl -s -X POST {api}/api/v1/generate -H 'Content-Type: application/json' "
         f'-d \'{{"prompt": "a lighthouse at dawn"}}\'\n'

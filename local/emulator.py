@@ -31,6 +31,8 @@ NAMES = {
     "table": "media-jobs",
     "queue": "media-jobs",
     "dlq": "media-jobs-dlq",
+    "notify_queue": "media-notify",
+    "notify_dlq": "media-notify-dlq",
     "bucket": "media-outputs",
     "state_machine": "media-job",
 }
@@ -102,6 +104,7 @@ class Emulator:
         self._route_lambda_invokes()
         self.resources = self._create_resources()
         self._start_event_sources()
+        self._start_notifier()
         if self.api_port is not None:
             self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port)
             self.gateway.start()
@@ -270,6 +273,30 @@ class Emulator:
         workflow_settings = spec.WorkflowSettings.from_settings(get_settings())
         arns = {name: function_arn(name) for name in spec.FUNCTIONS}
         return spec.render_workflow(spec.workflow_substitutions(arns, workflow_settings))
+
+    def _start_notifier(self) -> None:
+        """The client webhook queue (with its DLQ) and the notifier's event source."""
+        queue = spec.NOTIFY_QUEUE
+        dlq_url = client("sqs").create_queue(QueueName=NAMES["notify_dlq"])["QueueUrl"]
+        redrive = {"deadLetterTargetArn": self._queue_arn(dlq_url), "maxReceiveCount": str(queue.max_receive_count)}
+        url = client("sqs").create_queue(
+            QueueName=NAMES["notify_queue"],
+            Attributes={
+                # Short locally, as the tests' jobs queue: a failed batch comes back in seconds.
+                "VisibilityTimeout": str(
+                    min(queue.visibility_timeout_seconds, self.queue_spec.visibility_timeout_seconds)
+                ),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )["QueueUrl"]
+        os.environ[spec.RESOURCE_ENV["notify_queue"]] = url
+        get_settings.cache_clear()
+        self.notify_queue_url, self.notify_dlq_url = url, dlq_url
+        self.notify_source = SqsEventSource(
+            self.runtime.invoke, "notifier", url, self._queue_arn(url), queue.batch_size
+        )
+        self._workers.append(self.notify_source)
+        self.notify_source.start()
 
     def _queue_arn(self, url: str) -> str:
         return client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
-from shared import storage
+from shared import notify, storage
 from shared.catalog import Model, model_named
 from shared.errors import (
     AmbiguousCreate,
@@ -43,7 +43,7 @@ from shared.errors import (
 from shared.generation import GeneratedImage, generator
 from shared.generation.predictions import PredictionState, job_progress
 from shared.jobs import model_key, store
-from shared.models import Job, JobError, JobStatus, OutputFile, utcnow
+from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
 from shared.store import JobNotRunning
@@ -361,7 +361,7 @@ class ProgressReporter:
     heartbeat alive while it does: progress means the attempt is alive."""
 
     def __init__(self, job: Job, task_token: str | None) -> None:
-        self.job_id, self.attempt, self.task_token = job.job_id, job.attempt, task_token
+        self.job, self.job_id, self.attempt, self.task_token = job, job.job_id, job.attempt, task_token
         self.last_value, self.last_time, self.last_beat = job.progress, 0.0, time.monotonic()
         self.beat_every = max(1.0, get_settings().heartbeat_seconds / 3)
 
@@ -380,6 +380,7 @@ class ProgressReporter:
             return
         store().set_progress(self.job_id, self.attempt, value)  # raises JobNotRunning when cancelled
         self.last_value, self.last_time = value, now
+        notify.job_changed(self.job, WebhookEvent.PROGRESS, seq=value)
 
 
 def attempt_seed(job_id: str, attempt: int) -> int:

@@ -15,10 +15,11 @@ import uuid
 from functools import cache
 from typing import Any, Literal
 
-from shared import queue, workflow
+from shared import queue, safe_url, workflow
 from shared.catalog import model_named
 from shared.errors import (
     AttemptLimitReached,
+    InvalidParameter,
     InvalidTransition,
     QueueUnavailable,
     generation_error_names,
@@ -39,6 +40,7 @@ def store() -> JobStore:
 def submit(request: GenerateRequest) -> Job:
     """Store the job, then queue it. Answers only once both are done, so a 202 is never lost."""
     model, provider_input, adjustments = plan(request)
+    check_webhook(request)
     now = utcnow()
     job = Job(
         job_id=str(uuid.uuid4()),
@@ -76,6 +78,16 @@ def plan(request: GenerateRequest) -> tuple[str | None, dict[str, Any] | None, l
     model = model_named(settings.default_model)
     adapted, adjustments = model.adapt(request)
     return model.name, model.input_for(adapted), adjustments
+
+
+def check_webhook(request: GenerateRequest) -> None:
+    """InvalidParameter (422) for a webhook URL that may not be called (see shared/safe_url.py)."""
+    if request.webhook is None:
+        return
+    try:
+        safe_url.check(request.webhook, allow_private=get_settings().client_webhook_allow_private)
+    except safe_url.UnsafeUrl as exc:
+        raise InvalidParameter("webhook", str(exc)) from None
 
 
 def cancel(job_id: str) -> Job:

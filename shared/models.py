@@ -60,6 +60,20 @@ Prompt = Annotated[
     AfterValidator(_printable),
 ]
 
+class WebhookEvent(StrEnum):
+    """What a client webhook can be told about a job."""
+
+    PROCESSING = "job.processing"
+    PROGRESS = "job.progress"
+    COMPLETED = "job.completed"
+    FAILED = "job.failed"
+    CANCELLED = "job.cancelled"
+
+
+DEFAULT_WEBHOOK_EVENTS = (WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEvent.CANCELLED)
+MAX_WEBHOOK_URL_LENGTH = 2048
+
+
 
 class GenerationParameters(BaseModel):
     """The old service's `parameters` object, plus optional extras (all with defaults).
@@ -100,6 +114,19 @@ class GenerateRequest(BaseModel):
         default=None,
         max_length=200,
         description="A model from the allowlist (see GET /api/v1/models); default: the DEFAULT_MODEL setting",
+    )
+    # Checked for SSRF at submit (shared/safe_url.py), again at every delivery.
+    webhook: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_WEBHOOK_URL_LENGTH,
+        description="An https URL that receives signed Standard Webhooks deliveries of this job's events",
+    )
+    webhook_events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_EVENTS),
+        min_length=1,
+        max_length=len(WebhookEvent),
+        description="The events delivered to `webhook`; default: the three terminal ones",
     )
 
 

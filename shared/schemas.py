@@ -9,7 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from shared import storage
+from shared import deliveries, storage
 from shared.models import Adjustment, Attempt, GenerateRequest, Job, JobError, JobStatus
 
 API_PREFIX = "/api/v1"
@@ -125,6 +125,9 @@ class JobDetail(JobStatusView):
     attempts: list[Attempt]
     outputs: list[OutputView]
     metrics: JobMetrics
+    webhook_deliveries: list[deliveries.Delivery] = Field(
+        default_factory=list, description="Each event sent to the request's `webhook`: tries, last status, outcome"
+    )
     links: Links
 
     @classmethod
@@ -155,6 +158,8 @@ class JobDetail(JobStatusView):
             attempts=job.attempts,
             outputs=outputs,
             metrics=JobMetrics.of(job),
+            # One GetItem, only for jobs that asked for webhooks.
+            webhook_deliveries=deliveries.of_job(job.job_id) if job.request.webhook else [],
             links=Links.of(job.job_id),
         )
 

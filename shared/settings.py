@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     max_attempts_per_job: int = Field(default=20, ge=1, le=100)
     presigned_url_ttl: int = Field(default=3600, ge=60, le=604_800)
 
+    # Client webhooks. Deployed, the signing secret is read from CLIENT_WEBHOOK_SECRET_ARN.
+    client_webhook_secret: SecretStr | None = None
+    client_webhook_secret_arn: str | None = None
+    client_webhook_queue_url: str = ""
+    # Only for local testing: allows http and loopback/private targets. Never set on deploy.
+    client_webhook_allow_private: bool = False
+    client_webhook_retry_seconds: float = Field(default=5, gt=0, le=900)
+    client_webhook_retry_window_seconds: float = Field(default=3600, gt=0, le=86_400)
+    client_webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+
     @property
     def mock_mode(self) -> bool:
         """No provider configured. Decided without I/O: the deployed secret counts as configured."""

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from shared import notify
 from shared.aws import client, error_code
 from shared.errors import InvalidCursor, InvalidTransition, JobNotFound, ServiceError
 from shared.models import TRANSITIONS, Attempt, Job, JobStatus, to_iso, utcnow
@@ -271,6 +272,7 @@ class JobStore:
                 _close_attempt(new)
             try:
                 self._transact(self._replace(current, new), self._count(current, new))
+                notify.job_changed(new)  # client webhooks: only once the write succeeded
                 return new
             except Exception as exc:
                 if not _lost_race(exc):

@@ -20,9 +20,11 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 
+from shared import notify
 from shared.errors import JobNotFound, ServiceError
 from shared.generation.predictions import MalformedPrediction, PredictionState, job_progress
 from shared.jobs import store
+from shared.models import WebhookEvent
 from shared.observability import logger
 from shared.secrets import provider_credentials
 from shared.settings import get_settings
@@ -183,6 +185,8 @@ def deliver(job_id: str, attempt: int, nonce: str, payload: dict) -> str:
         # Coalesced: a write only once progress rose PROGRESS_STEP points (each is a paid write).
         if progress is not None and min(progress, 89) >= job.progress + PROGRESS_STEP:
             store().set_progress(job_id, attempt, min(progress, 89))
+            if min(progress, 89) > job.progress:
+                notify.job_changed(job, WebhookEvent.PROGRESS, seq=min(progress, 89))
     except JobNotRunning:
         return "already ended"
     send_task_heartbeat(job.task_token)

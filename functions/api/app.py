@@ -16,7 +16,7 @@ from shared import health as health_checks
 from shared import idempotency, jobs, webhooks
 from shared.errors import InvalidParameter, ServiceError
 from shared.http_input import StrictRequestValidation
-from shared.models import GenerateRequest, JobStatus
+from shared.models import GenerateRequest, JobStatus, WebhookEvent
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
     API_PREFIX,
@@ -232,7 +232,42 @@ def health(
 def openapi_document() -> Response[str]:
     """The OpenAPI document where the old FastAPI service served it."""
     schema = app.get_openapi_json_schema()
-    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=schema)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=with_webhooks(schema))
+
+
+def with_webhooks(schema: str) -> str:
+    """Add the client webhooks (OpenAPI 3.1 `webhooks`): Powertools does not generate them."""
+    document = json.loads(schema)
+    headers = {
+        "webhook-id": "Stable per event: deduplicate retries by it",
+        "webhook-timestamp": "Unix seconds when this try was sent",
+        "webhook-signature": "v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ signing secret",
+    }
+    body = {
+        "type": "object",
+        "required": ["type", "timestamp", "data"],
+        "properties": {
+            "type": {"type": "string", "enum": [e.value for e in WebhookEvent]},
+            "timestamp": {"type": "string", "format": "date-time", "description": "When the event happened"},
+            "data": {"$ref": "#/components/schemas/JobDetail"},
+        },
+    }
+    document["webhooks"] = {
+        event.value: {
+            "post": {
+                "summary": f"{event.value} (if listed in the request's webhook_events)",
+                "description": "Signed the Standard Webhooks way; retried on timeouts, 429 and 5xx.",
+                "parameters": [
+                    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": d}
+                    for name, d in headers.items()
+                ],
+                "requestBody": {"required": True, "content": {content_types.APPLICATION_JSON: {"schema": body}}},
+                "responses": {"2XX": {"description": "Received; anything else but 429 and 5xx stops retries"}},
+            }
+        }
+        for event in WebhookEvent
+    }
+    return json.dumps(document)
 
 
 # ---- errors: one shape for all of them ---------------------------------------------------------

@@ -55,7 +55,9 @@ def test_queues(emulator: Emulator, dev: Synthesized) -> None:
     emulated_dlq = sqs.get_queue_attributes(QueueUrl=emulator.resources.dlq_url, AttributeNames=["All"])["Attributes"]
     emulated_redrive = json.loads(emulated["RedrivePolicy"])
     queues = dev.resources("AWS::SQS::Queue")
-    ((_, deployed),) = [(k, q) for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
+    ((_, deployed),) = [
+        (k, q) for k, q in queues.items() if "RedrivePolicy" in q["Properties"] and k.startswith("Queue")
+    ]
     deployed_dlq = queues[deployed["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]
 
     # Retention: the same on both sides.
@@ -75,9 +77,13 @@ def test_queues(emulator: Emulator, dev: Synthesized) -> None:
 
 
 def test_event_sources(emulator: Emulator, dev: Synthesized) -> None:
-    _, mapping = dev.resource("AWS::Lambda::EventSourceMapping")
-    assert mapping["Properties"]["FunctionName"] == {"Ref": function(dev, emulator.dispatch_sources[0].function)[0]}
-    assert mapping["Properties"]["BatchSize"] == emulator.dispatch_sources[0].batch_size
+    mappings = {
+        m["Properties"]["FunctionName"]["Ref"]: m for m in dev.resources("AWS::Lambda::EventSourceMapping").values()
+    }
+    for source in (emulator.dispatch_sources[0], emulator.notify_source):
+        mapping = mappings.pop(function(dev, source.function)[0])
+        assert mapping["Properties"]["BatchSize"] == source.batch_size
+    assert not mappings  # every deployed event source is emulated
     _, rule = dev.resource("AWS::Events::Rule")
     assert rule["Properties"]["EventPattern"]["detail"]["status"] == list(emulator.execution_events.STATUSES)
     (target,) = rule["Properties"]["Targets"]

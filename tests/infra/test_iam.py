@@ -18,7 +18,7 @@ from .conftest import Synthesis, Synthesized
 from .workflow_helpers import token_text
 
 HASH = r"[0-9A-F]{8}"
-FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer)FunctionRole{HASH}"
+FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier)FunctionRole{HASH}"
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,11 @@ ALLOWED_WILDCARDS = (
         "resource-level permissions; the task token is the capability.",
     ),
     Justified(
-        rf"(Api|Worker)FunctionRole{HASH}",
+        rf"(Api|Worker|Notifier)FunctionRole{HASH}",
         frozenset({"s3:GetObject", "s3:PutObject"}),
         rf"<GetAtt:StorageBucket{HASH}\.Arn>/outputs/\*",
         "Output keys are made per job attempt at run time (outputs/<job>/<attempt>/<n>.png): the "
-        "worker writes them, the API signs download URLs for them. Nothing outside outputs/.",
+        "worker writes them, the API and the notifier sign download URLs for them. Nothing outside outputs/.",
     ),
     Justified(
         rf"ApiFunctionRole{HASH}",
@@ -255,6 +255,15 @@ CAPABILITY_ACTIONS = {
     "workflow:stop": {"states:StopExecution"},
     "workflow:callback": {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"},
     "health:check": {"sqs:GetQueueAttributes", "s3:ListBucket", "states:DescribeStateMachine"},
+    "notify:send": {"sqs:SendMessage"},
+    "notify:consume": {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    },
+    "notify:secret": {"secretsmanager:GetSecretValue"},
 }
 EVERY_FUNCTION = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 

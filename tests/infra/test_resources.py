@@ -85,31 +85,40 @@ def test_production_keeps_its_data_and_development_cleans_up(dev: Synthesized, p
 
 
 # ---- queue ---------------------------------------------------------------------------------------
+QUEUES = {"Queue": (spec.QUEUE, "dispatcher"), "ClientWebhooks": (spec.NOTIFY_QUEUE, "notifier")}
+
+
 def test_queue_settings_come_from_the_spec_and_match_the_consumer(each_stage: Synthesized) -> None:
     queues = each_stage.resources("AWS::SQS::Queue")
-    ((_, queue),) = [(k, q) for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
-    props = queue["Properties"]
-    dlq_id = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
-    assert props["VisibilityTimeout"] == spec.QUEUE.visibility_timeout_seconds
-    assert props["MessageRetentionPeriod"] == spec.QUEUE.retention_seconds
-    assert props["RedrivePolicy"]["maxReceiveCount"] == spec.QUEUE.max_receive_count
-    assert queues[dlq_id]["Properties"]["MessageRetentionPeriod"] == spec.QUEUE.dlq_retention_seconds
-    # A batch in flight never becomes visible again before its consumer has timed out.
-    assert props["VisibilityTimeout"] >= 6 * spec.FUNCTIONS["dispatcher"].timeout_seconds
+    redriven = {k: q for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
+    assert len(redriven) == len(QUEUES)
+    for construct, (queue_spec, consumer) in QUEUES.items():
+        [props] = [q["Properties"] for k, q in redriven.items() if k.startswith(construct)]
+        dlq_id = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert props["VisibilityTimeout"] == queue_spec.visibility_timeout_seconds
+        assert props["MessageRetentionPeriod"] == queue_spec.retention_seconds
+        assert props["RedrivePolicy"]["maxReceiveCount"] == queue_spec.max_receive_count
+        assert queues[dlq_id]["Properties"]["MessageRetentionPeriod"] == queue_spec.dlq_retention_seconds
+        # A batch in flight never becomes visible again before its consumer has timed out.
+        assert props["VisibilityTimeout"] >= 6 * spec.FUNCTIONS[consumer].timeout_seconds
     for logical_id, q in queues.items():
         assert q["Properties"].get("SqsManagedSseEnabled") is True, logical_id
         assert ssl_enforced(each_stage, "AWS::SQS::QueuePolicy", "Queues", logical_id), logical_id
 
 
-def test_dispatcher_consumes_the_queue_in_bounded_batches(dev: Synthesized) -> None:
-    dispatcher_id, _ = function(dev, "dispatcher")
-    _, mapping = dev.resource("AWS::Lambda::EventSourceMapping")
+@pytest.mark.parametrize(("consumer", "queue_spec"), [("dispatcher", spec.QUEUE), ("notifier", spec.NOTIFY_QUEUE)])
+def test_consumers_take_their_queue_in_bounded_batches(dev: Synthesized, consumer: str, queue_spec) -> None:
+    function_id, _ = function(dev, consumer)
+    [mapping] = [
+        m
+        for m in dev.resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
     assert mapping["Properties"] == mapping["Properties"] | {
-        "FunctionName": {"Ref": dispatcher_id},
-        "BatchSize": spec.QUEUE.batch_size,
-        "MaximumBatchingWindowInSeconds": spec.QUEUE.max_batching_window_seconds,
+        "BatchSize": queue_spec.batch_size,
+        "MaximumBatchingWindowInSeconds": queue_spec.max_batching_window_seconds,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
-        "ScalingConfig": {"MaximumConcurrency": spec.QUEUE.max_concurrency},
+        "ScalingConfig": {"MaximumConcurrency": queue_spec.max_concurrency},
     }
 
 
@@ -136,7 +145,9 @@ def test_bucket_is_private_encrypted_tls_only_and_expires_outputs(each_stage: Sy
 
 # ---- secret ----------------------------------------------------------------------------------------
 def test_one_provider_secret_holding_json_and_no_real_value(dev: Synthesized) -> None:
-    secret_id, secret = dev.resource("AWS::SecretsManager::Secret")
+    [(secret_id, secret)] = [
+        (k, r) for k, r in dev.resources("AWS::SecretsManager::Secret").items() if k.startswith("ProviderSecret")
+    ]
     assert json.loads(secret["Properties"]["SecretString"]) == {"api_token": ""}
     for name in ("api", "worker", "finalizer"):
         assert function(dev, name)[1]["Properties"]["Environment"]["Variables"]["REPLICATE_SECRET_ARN"] == {
@@ -351,7 +362,7 @@ def test_alarms_cover_what_needs_a_human(dev: Synthesized) -> None:
     per_function = [names for names in watched.values() if names in ({"Errors"}, {"Throttles"})]
     assert len(per_function) == 2 * len(spec.FUNCTIONS)
     dlq_alarms = [lid for lid, names in watched.items() if names == {"ApproximateNumberOfMessagesVisible"}]
-    assert len(dlq_alarms) == 2  # the jobs' DLQ and the failed events' queue
+    assert len(dlq_alarms) == 3  # the jobs' DLQ, the failed events' queue, the client webhooks' DLQ
     topic_id, _ = dev.resource("AWS::SNS::Topic")
     for logical_id, alarm in dev.resources("AWS::CloudWatch::Alarm").items():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}], logical_id
@@ -360,7 +371,7 @@ def test_alarms_cover_what_needs_a_human(dev: Synthesized) -> None:
 
 def test_oldest_pending_job_alarm_watches_the_jobs_queue(dev: Synthesized) -> None:
     queues = dev.resources("AWS::SQS::Queue")
-    (jobs_queue,) = [k for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
+    (jobs_queue,) = [k for k, q in queues.items() if "RedrivePolicy" in q["Properties"] and k.startswith("Queue")]
     dev.template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from local.invoke import seed_sample_job
-from shared import jobs
+from shared import deliveries, jobs
 from shared.models import to_iso, utcnow
 from tests.conftest import ROOT, executions_of, load_event, wait_for
 
@@ -78,6 +78,15 @@ CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, A
         seed_sample_job,
         lambda r, j, e: (
             r == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]} or pytest.fail(r)
+        ),
+    ),
+    # The sample job asks for no webhook: the delivery is refused and recorded, nothing is retried.
+    "notifier/sqs-event.json": (
+        "notifier",
+        seed_sample_job,
+        lambda r, j, e: (
+            (r == {"batchItemFailures": []} and [d.state for d in deliveries.of_job(j)] == ["given_up"])
+            or pytest.fail(r)
         ),
     ),
     "worker/generate.json": (

@@ -1,0 +1,285 @@
+"""Client webhooks on the emulation: the real notifier function, fed by its SQS queue, delivers to
+a loopback receiver (CLIENT_WEBHOOK_ALLOW_PRIVATE=1), and every delivery is verified with the
+`standardwebhooks` library, an independent implementation of the signature."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from standardwebhooks import Webhook
+
+from local.emulator import free_port
+from shared.errors import PermanentError
+from shared.models import WebhookEvent
+from tests.conftest import status_of, unique_prompt, wait_for, wait_until_done, wait_until_status
+
+SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class Receiver:
+    """A loopback webhook receiver answering scripted statuses (then 200), recording each request."""
+
+    def __init__(self, *statuses: int, location: str | None = None) -> None:
+        self.statuses, self.location = list(statuses), location
+        self.requests: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                receiver.requests.append({"headers": dict(self.headers), "body": body})
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks?source=test"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def verified(self) -> list[dict]:
+        """Every delivery, verified (raises on a bad signature), as (headers, parsed body)."""
+        return [
+            {"id": r["headers"]["webhook-id"], "body": Webhook(SECRET).verify(r["body"], r["headers"])}
+            for r in self.requests
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    made: list[Receiver] = []
+    yield made
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.fixture
+def hooks(configure, receivers):
+    configure(
+        CLIENT_WEBHOOK_ALLOW_PRIVATE="1",
+        CLIENT_WEBHOOK_SECRET=SECRET,
+        CLIENT_WEBHOOK_RETRY_SECONDS="1",
+        CLIENT_WEBHOOK_RETRY_WINDOW_SECONDS="60",
+        CLIENT_WEBHOOK_TIMEOUT_SECONDS="2",
+    )
+
+    def receiver(*statuses: int, location: str | None = None) -> Receiver:
+        made = Receiver(*statuses, location=location)
+        receivers.append(made)
+        return made
+
+    return receiver
+
+
+def submit_with_webhook(api, url: str, prompt: str | None = None, **extra) -> str:
+    body = {"prompt": prompt or unique_prompt("webhook"), "webhook": url, **extra}
+    response = api.post("/api/v1/generate", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"]
+
+
+def deliveries_of(api, job_id: str) -> list[dict]:
+    return api.get(f"/api/v1/jobs/{job_id}").json()["webhook_deliveries"]
+
+
+def settled(api, job_id: str, count: int = 1) -> list[dict]:
+    def check():
+        found = deliveries_of(api, job_id)
+        return found if len(found) >= count and all(d["state"] != "pending" for d in found) else None
+
+    return wait_for(check, timeout=30, what=f"the webhook deliveries of {job_id}")
+
+
+def test_a_completed_job_delivers_a_signed_job_completed_with_its_detail(api, hooks):
+    receiver = hooks()
+    job_id = submit_with_webhook(api, receiver.url)
+    job = wait_until_done(api, job_id)
+    assert job["status"] == "completed"
+    assert job["request"]["webhook"] == receiver.url
+    assert job["request"]["webhook_events"] == ["job.completed", "job.failed", "job.cancelled"]
+
+    [delivery] = settled(api, job_id)
+    assert (delivery["event"], delivery["state"], delivery["attempts"], delivery["last_status"]) == (
+        "job.completed",
+        "delivered",
+        1,
+        "200",
+    )
+    [received] = receiver.verified()
+    assert received["id"] == delivery["webhook_id"]
+    body = received["body"]
+    assert body["type"] == "job.completed" and body["timestamp"]
+    assert body["data"]["job_id"] == job_id and body["data"]["status"] == "completed"
+    assert body["data"]["outputs"][0]["url"].startswith("http")  # download URLs included
+    assert receiver.requests[0]["headers"]["Host"] == receiver.url.split("/")[2]
+
+
+def test_failed_and_cancelled_jobs_deliver_their_events(api, emulator, hooks, faults):
+    receiver = hooks()
+    prompt = unique_prompt("fails")
+    faults.script(prompt, PermanentError("The prompt was flagged", code="CONTENT_REJECTED"))
+    failed = submit_with_webhook(api, receiver.url, prompt=prompt)
+    with emulator.dispatch_paused():
+        cancelled = submit_with_webhook(api, receiver.url)
+        assert api.post(f"/api/v1/jobs/{cancelled}/cancel").status_code == 200
+    assert wait_until_done(api, failed)["status"] == "failed"
+    settled(api, failed)
+    settled(api, cancelled)
+    events = {(r["body"]["data"]["job_id"], r["body"]["type"]) for r in receiver.verified()}
+    assert events == {(failed, "job.failed"), (cancelled, "job.cancelled")}
+    failed_body = next(r["body"] for r in receiver.verified() if r["body"]["type"] == "job.failed")
+    assert failed_body["data"]["error"]["code"] == "CONTENT_REJECTED"
+
+
+def test_processing_and_progress_events_when_asked(api, hooks):
+    receiver = hooks()
+    events = ["job.processing", "job.progress", "job.completed"]
+    job_id = submit_with_webhook(api, receiver.url, webhook_events=events)
+    assert wait_until_done(api, job_id)["status"] == "completed"
+    wait_for(lambda: any(r["body"]["type"] == "job.completed" for r in receiver.verified()), what="completed")
+    received = receiver.verified()
+    types = {r["body"]["type"] for r in received}
+    assert types == set(events)
+    assert len({r["id"] for r in received}) == len(received)  # each event (each progress step) its own id
+
+
+def test_a_receiver_answering_500_twice_gets_the_event_on_the_third_try_with_the_same_id(api, hooks):
+    receiver = hooks(500, 503)
+    job_id = submit_with_webhook(api, receiver.url)
+    assert wait_until_done(api, job_id)["status"] == "completed"
+    [delivery] = settled(api, job_id)
+    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == ("delivered", 3, "200")
+    received = receiver.verified()
+    assert len(received) == 3
+    assert {r["id"] for r in received} == {delivery["webhook_id"]}
+
+
+def test_a_receiver_that_is_down_leaves_the_job_completed_and_the_delivery_given_up(api, configure, hooks):
+    configure(CLIENT_WEBHOOK_RETRY_WINDOW_SECONDS="4")
+    down = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    job_id = submit_with_webhook(api, down)
+    assert wait_until_done(api, job_id)["status"] == "completed"
+    [delivery] = settled(api, job_id)
+    assert delivery["state"] == "given_up"
+    assert delivery["last_status"] == "connection_error"
+    assert delivery["attempts"] >= 2  # retried within the window, then gave up
+    assert status_of(api, job_id)["status"] == "completed"
+
+
+def test_a_410_stops_retries_at_once(api, hooks):
+    receiver = hooks(410)
+    job_id = submit_with_webhook(api, receiver.url)
+    wait_until_done(api, job_id)
+    [delivery] = settled(api, job_id)
+    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == ("given_up", 1, "410")
+    assert len(receiver.requests) == 1
+
+
+def test_a_redirect_is_not_followed(api, hooks):
+    target = hooks()
+    redirecting = hooks(307, location=target.url)
+    job_id = submit_with_webhook(api, redirecting.url)
+    wait_until_done(api, job_id)
+    [delivery] = settled(api, job_id)
+    assert (delivery["state"], delivery["last_status"]) == ("given_up", "307")
+    assert target.requests == []
+
+
+def test_the_url_is_checked_again_at_delivery(api, emulator, configure, hooks):
+    receiver = hooks()
+    with emulator.dispatch_paused():
+        job_id = submit_with_webhook(api, receiver.url)  # allowed when submitted
+        configure(CLIENT_WEBHOOK_ALLOW_PRIVATE="0")  # not any more when delivered
+        assert api.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+    [delivery] = settled(api, job_id)
+    assert delivery["state"] == "given_up" and delivery["last_status"].startswith("refused")
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",  # allowed only with the private allowance: http is refused too
+        "https://127.0.0.1/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.1.2.3/hook",
+        "https://[::1]/hook",
+        "ftp://example.com/hook",
+        "not a url",
+    ],
+)
+def test_a_refused_webhook_url_is_a_422_naming_the_field_and_stores_nothing(api, url):
+    before = api.get("/api/v1/stats").json()["total_jobs"]
+    response = api.post("/api/v1/generate", json={"prompt": unique_prompt(), "webhook": url})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "VALIDATION_ERROR"
+    assert [e["field"] for e in body["errors"]] == ["webhook"]
+    assert api.get("/api/v1/stats").json()["total_jobs"] == before
+
+
+def test_unknown_webhook_events_are_a_422(api):
+    body = {"prompt": unique_prompt(), "webhook": "https://example.com/h", "webhook_events": ["job.exploded"]}
+    response = api.post("/api/v1/generate", json=body)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"].startswith("webhook_events")
+
+
+def test_the_detail_and_the_body_show_the_pending_job_until_dispatched(api, emulator, hooks):
+    receiver = hooks()
+    with emulator.dispatch_paused():
+        job_id = submit_with_webhook(api, receiver.url)
+        wait_until_status(api, job_id, "pending")
+        assert deliveries_of(api, job_id) == []
+    wait_until_done(api, job_id)
+    settled(api, job_id)
+    assert json.loads(receiver.requests[0]["body"])["data"]["job_id"] == job_id
+
+
+def test_openapi_describes_the_webhooks_and_the_request_fields(api):
+    document = api.get("/openapi.json").json()
+    assert set(document["webhooks"]) == {e.value for e in WebhookEvent}
+    completed = document["webhooks"]["job.completed"]["post"]
+    schema = completed["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["data"] == {"$ref": "#/components/schemas/JobDetail"}
+    assert "JobDetail" in document["components"]["schemas"]
+    assert {p["name"] for p in completed["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    request = document["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert {"webhook", "webhook_events"} <= set(request)
+
+
+def test_a_failure_to_queue_the_event_never_fails_the_job(api, hooks, monkeypatch):
+    from shared import notify
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("queue down")
+
+    monkeypatch.setattr(notify, "send", broken)
+    receiver = hooks()
+    job_id = submit_with_webhook(api, receiver.url)
+    assert wait_until_done(api, job_id)["status"] == "completed"
+    assert deliveries_of(api, job_id) == [] and receiver.requests == []
+
+
+def test_the_delivery_log_is_not_a_job(api, hooks):
+    receiver = hooks()
+    job_id = submit_with_webhook(api, receiver.url)
+    wait_until_done(api, job_id)
+    settled(api, job_id)
+    response = api.get(f"/api/v1/jobs/deliveries%23{job_id}")
+    assert response.status_code == 404
