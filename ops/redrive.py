@@ -29,6 +29,7 @@ def redrive(dead_letter_queue_url: str) -> Counter[str]:
     from shared import jobs, queue
     from shared.aws import client
     from shared.errors import AttemptLimitReached, InvalidTransition, JobNotFound, QueueUnavailable
+    from shared.store import store
 
     sqs, outcomes = client("sqs"), Counter[str]()
     while True:
@@ -40,7 +41,7 @@ def redrive(dead_letter_queue_url: str) -> Counter[str]:
         for message in messages:
             try:
                 job_message = queue.JobMessage.model_validate_json(message["Body"])
-                job = jobs.store().get(job_message.job_id)
+                job = store().get(job_message.job_id)
                 if job.attempt != job_message.attempt:
                     outcome = "moved on"
                 else:

@@ -42,18 +42,18 @@ from shared.errors import (
 )
 from shared.generation import GeneratedImage, generator
 from shared.generation.predictions import PredictionState, job_progress
-from shared.jobs import model_key, store
+from shared.jobs import model_key
 from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
+from shared.schemas import WEBHOOK_PATH
 from shared.settings import get_settings
-from shared.store import JobNotRunning
+from shared.store import JobNotRunning, store
 from shared.workflow import send_task_heartbeat, send_task_success
 
 # Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
 WORKER_SAFETY_SECONDS = 5.0
 PROGRESS_MIN_INTERVAL = 0.25
 CREATE_TRIES = 3  # creates retried in place after a 429, when its wait fits before the deadline
-WEBHOOK_PATH = "/api/v1/webhooks/replicate"
 
 
 class AttemptTask(BaseModel):

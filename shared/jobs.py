@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from functools import cache
 from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from shared import queue, safe_url, workflow
 from shared.catalog import model_named
@@ -28,12 +29,7 @@ from shared.errors import (
 from shared.models import Adjustment, GenerateRequest, Job, JobError, JobStatus, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
-from shared.store import JobStore
-
-
-@cache
-def store() -> JobStore:
-    return JobStore()
+from shared.store import store
 
 
 # ---- API ---------------------------------------------------------------------------------------
@@ -239,3 +235,43 @@ def record_failure(job_id: str, attempt: int, code: str, message: str) -> Job | 
     logger.warning("Job failed", extra={"code": code, "error_message": message})
     metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
     return job
+
+
+class Failure(BaseModel):
+    """Why an attempt ended badly, from the workflow's Catch or from an execution status event."""
+
+    job_id: str
+    attempt: int
+    code: str
+    message: str
+
+    @classmethod
+    def from_catch(cls, event: dict) -> Failure:
+        """The workflow's RecordFailure input: {"job_id", "attempt", "error", "cause"}."""
+        code, message = describe_failure(event.get("error"), event.get("cause"))
+        return cls(job_id=event["job_id"], attempt=event["attempt"], code=code, message=message)
+
+    @classmethod
+    def from_execution_event(cls, event: dict) -> Failure:
+        """EventBridge's "Step Functions Execution Status Change" (TIMED_OUT, FAILED, ABORTED)."""
+        detail = event["detail"]
+        job_id, attempt = workflow.parse_execution_name(detail["name"])
+        if detail["status"] == "ABORTED":
+            code, message = "EXECUTION_ABORTED", "The job's workflow was stopped"
+        else:
+            error = "States.Timeout" if detail["status"] == "TIMED_OUT" else detail.get("error")
+            code, message = describe_failure(error, detail.get("cause"))
+        return cls(job_id=job_id, attempt=attempt, code=code, message=message)
+
+
+def finalize(failure: Failure) -> dict[str, Any]:
+    """End the attempt `failed` unless it already ended (a cancel, say), and cancel its provider
+    prediction, so nothing keeps running, billed, after its job ended. A repeat is harmless."""
+    from shared.attempt import cancel_prediction  # the provider client: only on this path
+
+    job = record_failure(failure.job_id, failure.attempt, failure.code, failure.message)
+    current = store().get(failure.job_id)
+    if current.attempt == failure.attempt:
+        cancel_prediction(current)
+    error = {"code": failure.code, "message": failure.message}
+    return {"job_id": failure.job_id, "recorded": job is not None, "error": error}

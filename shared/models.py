@@ -60,6 +60,7 @@ Prompt = Annotated[
     AfterValidator(_printable),
 ]
 
+
 class WebhookEvent(StrEnum):
     """What a client webhook can be told about a job."""
 
@@ -72,7 +73,6 @@ class WebhookEvent(StrEnum):
 
 DEFAULT_WEBHOOK_EVENTS = (WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEvent.CANCELLED)
 MAX_WEBHOOK_URL_LENGTH = 2048
-
 
 
 class GenerationParameters(BaseModel):

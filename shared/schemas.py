@@ -13,6 +13,9 @@ from shared import deliveries, storage
 from shared.models import Adjustment, Attempt, GenerateRequest, Job, JobError, JobStatus
 
 API_PREFIX = "/api/v1"
+# Where the provider posts its webhooks: the api's route, the URL the worker hands the provider,
+# and the deployed route without an authorizer (infra/constructs/api.py) all read it here.
+WEBHOOK_PATH = f"{API_PREFIX}/webhooks/replicate"
 
 
 class Links(BaseModel):

@@ -25,6 +25,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from shared import notify
@@ -415,3 +416,9 @@ def _decode_cursor(cursor: str, hash_name: str, hash_value: str) -> dict[str, An
     ):
         raise InvalidCursor()
     return {name: {"S": value} for name, value in plain.items()}
+
+
+@cache
+def store() -> JobStore:
+    """The jobs store of this container (created on first use, kept while warm)."""
+    return JobStore()

@@ -20,6 +20,7 @@ from shared.models import GenerateRequest, JobStatus, WebhookEvent
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
     API_PREFIX,
+    WEBHOOK_PATH,
     DeepHealth,
     ErrorBody,
     FieldError,
@@ -34,6 +35,7 @@ from shared.schemas import (
     WebhookAck,
 )
 from shared.settings import get_settings
+from shared.store import store
 
 VERSION = "1.0.0"
 TITLE = "Media generation API"
@@ -113,7 +115,7 @@ def generate(request: GenerateRequest, idempotency_key: IdempotencyKey = None) -
 )
 def job_status(job_id: JobId) -> JobStatusView:
     """Status and progress (0-100) of a job: cheap, for polling."""
-    job = jobs.store().get(job_id)
+    job = store().get(job_id)
     return JobStatusView.of(job, jobs.queue_estimate(job))
 
 
@@ -122,7 +124,7 @@ def job_status(job_id: JobId) -> JobStatusView:
 )
 def job_detail(job_id: JobId) -> JobDetail:
     """Everything about a job, with presigned download URLs of its outputs."""
-    job = jobs.store().get(job_id)
+    job = store().get(job_id)
     return JobDetail.of(job, jobs.queue_estimate(job))
 
 
@@ -133,7 +135,7 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page")] = None,
 ) -> JobPage:
     """Jobs, newest first, one page at a time."""
-    page, next_cursor = jobs.store().list_jobs(status=status, limit=limit, cursor=cursor)
+    page, next_cursor = store().list_jobs(status=status, limit=limit, cursor=cursor)
     return JobPage(jobs=[JobSummary.of(job) for job in page], next_cursor=next_cursor)
 
 
@@ -173,7 +175,7 @@ def list_models() -> ModelList:
 
 
 @app.post(
-    f"{API_PREFIX}/webhooks/replicate",
+    WEBHOOK_PATH,
     responses=responses(200, "Delivery processed (or ignored as stale or duplicate)", 401),
     tags=["provider"],
     operation_id="replicateWebhook",
@@ -200,7 +202,7 @@ def replicate_webhook(
 @app.get(f"{API_PREFIX}/stats", responses=responses(200, "The counters"), operation_id="getStats", security=SIGNED)
 def stats() -> Stats:
     """Jobs per status, success rate and mean duration (read from counters: constant cost)."""
-    return Stats.of(jobs.store().stats())
+    return Stats.of(store().stats())
 
 
 @app.get(

@@ -11,28 +11,8 @@ job ended. A repeat is harmless.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from shared import jobs, workflow
-from shared.attempt import cancel_prediction
+from shared import jobs
 from shared.observability import logger, metrics, tracer
-
-
-class Failure(BaseModel):
-    job_id: str
-    attempt: int
-    error: str | None = None
-    cause: str | None = None
-
-
-def from_execution_event(event: dict) -> tuple[str, int, str, str]:
-    detail = event["detail"]
-    job_id, attempt = workflow.parse_execution_name(detail["name"])
-    if detail["status"] == "ABORTED":
-        return job_id, attempt, "EXECUTION_ABORTED", "The job's workflow was stopped"
-    error = "States.Timeout" if detail["status"] == "TIMED_OUT" else detail.get("error")
-    code, message = jobs.describe_failure(error, detail.get("cause"))
-    return job_id, attempt, code, message
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -40,14 +20,8 @@ def from_execution_event(event: dict) -> tuple[str, int, str, str]:
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
     if event.get("source") == "aws.states":
-        job_id, attempt, code, message = from_execution_event(event)
+        failure = jobs.Failure.from_execution_event(event)
     else:
-        failure = Failure.model_validate(event)
-        job_id, attempt = failure.job_id, failure.attempt
-        code, message = jobs.describe_failure(failure.error, failure.cause)
-    logger.append_keys(job_id=job_id, attempt=attempt)
-    job = jobs.record_failure(job_id, attempt, code, message)
-    current = jobs.store().get(job_id)
-    if current.attempt == attempt:
-        cancel_prediction(current)
-    return {"job_id": job_id, "recorded": job is not None, "error": {"code": code, "message": message}}
+        failure = jobs.Failure.from_catch(event)
+    logger.append_keys(job_id=failure.job_id, attempt=failure.attempt)
+    return jobs.finalize(failure)

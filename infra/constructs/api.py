@@ -21,7 +21,7 @@ from constructs import Construct
 
 from infra.config import Config
 from infra.constructs import log_group, suppress
-from shared.attempt import WEBHOOK_PATH
+from shared.schemas import WEBHOOK_PATH
 
 GET, POST = apigw.HttpMethod.GET, apigw.HttpMethod.POST
 # The routes of functions/api/app.py (a test checks that the two lists agree).
@@ -38,7 +38,7 @@ ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (GET, "/docs"),
     (GET, "/openapi.json"),
 )
-# The path the worker gives the provider for its webhooks (shared/attempt.py).
+# The path the worker gives the provider for its webhooks (shared/schemas.py).
 WEBHOOK_ROUTE = (POST, WEBHOOK_PATH)
 STAGE = "$default"
 

@@ -12,6 +12,7 @@ import pytest
 from local.invoke import seed_sample_job
 from shared import deliveries, jobs
 from shared.models import to_iso, utcnow
+from shared.store import store
 from tests.conftest import ROOT, executions_of, load_event, wait_for
 
 
@@ -130,6 +131,6 @@ def test_sample_event(name, emulator):
         reply = emulator.runtime.invoke(function, event)
     check(reply, job_id, emulator)
     if function == "finalizer":
-        assert jobs.store().get(job_id).status == "failed"
+        assert store().get(job_id).status == "failed"
     if name == "dispatcher/sqs-batch.json":
-        wait_for(lambda: jobs.store().get(job_id).status == "completed", what="the dispatched job to complete")
+        wait_for(lambda: store().get(job_id).status == "completed", what="the dispatched job to complete")
