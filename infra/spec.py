@@ -100,8 +100,12 @@ QUEUE = QueueSpec(
     max_receive_count=5,
     retention_seconds=14 * 86_400,
     dlq_retention_seconds=14 * 86_400,
-    batch_size=10,
-    max_batching_window_seconds=1,
+    # One message per dispatcher invocation: jobs then start in about the order they were queued,
+    # which is what a queued job's position and ETA count on (with batches of 10 and 2 dispatchers,
+    # two batches drain side by side and a job's turn can be off by up to a batch). The dispatcher
+    # paces itself between starts anyway, so batching saved invocations, not time.
+    batch_size=1,
+    max_batching_window_seconds=0,
     max_concurrency=2,
 )
 

@@ -126,6 +126,11 @@ class LambdaRuntime:
             with self._lock:
                 self._idle[name].append(container)
 
+    def warm_modules(self, name: str) -> list[Any]:
+        """The module state of each idle container of `name` (tests reset what a warm container keeps)."""
+        with self._lock:
+            return [container.module for container in self._idle[name]]
+
     def _acquire(self, name: str) -> Container:
         if name not in FUNCTIONS:
             raise KeyError(f"Unknown function {name!r}; known: {sorted(FUNCTIONS)}")

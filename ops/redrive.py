@@ -76,24 +76,25 @@ def stack_resources(stack: str) -> dict[str, str]:
 
 
 def emulation_resources(port: str) -> dict[str, str]:
-    """The emulation has no stack: the jobs queue is the queue with a redrive policy, its
-    dead-letter queue is that policy's target, and the table is the only table."""
+    """The emulation has no stack: its resources have the names local/emulator.py gives them, and
+    the jobs queue's redrive policy names its dead-letter queue."""
     import boto3
+
+    from local.emulator import NAMES
 
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     sqs = boto3.client("sqs")
-    found: dict[str, str] = {}
-    for url in sqs.list_queues().get("QueueUrls", []):
-        policy = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
-        if "RedrivePolicy" in policy:
-            target = json.loads(policy["RedrivePolicy"])["deadLetterTargetArn"].rsplit(":", 1)[-1]
-            found["JOBS_QUEUE_URL"] = url
-            found["DEAD_LETTER_QUEUE_URL"] = sqs.get_queue_url(QueueName=target)["QueueUrl"]
-    [table] = boto3.client("dynamodb").list_tables()["TableNames"]
-    return found | {"JOBS_TABLE_NAME": table}
+    queue_url = sqs.get_queue_url(QueueName=NAMES["queue"])["QueueUrl"]
+    policy = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    target = json.loads(policy["RedrivePolicy"])["deadLetterTargetArn"].rsplit(":", 1)[-1]
+    return {
+        "JOBS_QUEUE_URL": queue_url,
+        "DEAD_LETTER_QUEUE_URL": sqs.get_queue_url(QueueName=target)["QueueUrl"],
+        "JOBS_TABLE_NAME": NAMES["table"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

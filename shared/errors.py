@@ -56,7 +56,6 @@ class InvalidParameter(ServiceError):
 
     status_code = 422
     code = "VALIDATION_ERROR"
-    location = "body"
 
     def __init__(self, field: str, message: str, location: str = "body") -> None:
         super().__init__(f"{field}: {message}")
@@ -84,10 +83,9 @@ class InvalidCursor(InvalidParameter):
 
 class IdempotencyKeyReused(InvalidParameter):
     code = "IDEMPOTENCY_KEY_REUSED"
-    location = "header"
 
     def __init__(self) -> None:
-        super().__init__("Idempotency-Key", "already used for a different request")
+        super().__init__("Idempotency-Key", "already used for a different request", location="header")
 
 
 class IdempotencyInProgress(ServiceError):
