@@ -76,6 +76,8 @@ TABLE = TableSpec(
     indexes=(
         Index(store.STATUS_INDEX, store.STATUS, store.CREATED_AT),
         Index(store.CREATED_INDEX, store.ENTITY, store.CREATED_AT),
+        Index(store.OWNER_INDEX, store.OWNER, store.CREATED_AT),
+        Index(store.OWNER_STATUS_INDEX, store.OWNER_STATUS, store.CREATED_AT),
     ),
     ttl_attribute=store.TTL_ATTRIBUTE,
 )

@@ -59,8 +59,20 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
     }
 
 
+UNAUTHORIZED = {"statusCode": 401, "body": '{"message":"Unauthorized"}'}
+
+
 class Gateway:
-    def __init__(self, invoke: Callable[[str, Any], Any], host: str, port: int, function: str = "api") -> None:
+    def __init__(
+        self,
+        invoke: Callable[[str, Any], Any],
+        host: str,
+        port: int,
+        function: str = "api",
+        authorizer: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    ) -> None:
+        """`authorizer(event)`: None for a route without one; else a simple response, whose
+        context lands in requestContext.authorizer.lambda as API Gateway puts it."""
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,7 +85,7 @@ class Gateway:
                 )
                 started = time.monotonic()
                 try:
-                    reply = invoke(function, event)
+                    reply = gateway._authorize(event, authorizer) or invoke(function, event)
                 except Exception:
                     log.exception("api function crashed")
                     reply = {"statusCode": 502, "body": '{"message":"Internal Server Error"}'}
@@ -106,6 +118,21 @@ class Gateway:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @staticmethod
+    def _authorize(event: dict[str, Any], authorizer: Callable | None) -> dict[str, Any] | None:
+        """What API Gateway does before the integration: a reply if the request is refused."""
+        if authorizer is None:
+            return None
+        answer = authorizer(event)
+        if answer is None:
+            return None
+        if answer.get("missing"):  # no identity source: API Gateway's own 401, no authorizer call
+            return dict(UNAUTHORIZED)
+        if not answer.get("isAuthorized"):
+            return {"statusCode": 403, "body": '{"message":"Forbidden"}'}
+        event["requestContext"]["authorizer"] = {"lambda": answer.get("context") or {}}
+        return None
 
     @staticmethod
     def _respond(request: BaseHTTPRequestHandler, reply: dict[str, Any]) -> None:

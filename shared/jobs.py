@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any, Literal
 
 from shared import queue, workflow
+from shared.auth import Caller
 from shared.catalog import model_named
 from shared.errors import (
     AttemptLimitReached,
@@ -36,13 +37,15 @@ def store() -> JobStore:
 
 
 # ---- API ---------------------------------------------------------------------------------------
-def submit(request: GenerateRequest) -> Job:
-    """Store the job, then queue it. Answers only once both are done, so a 202 is never lost."""
+def submit(request: GenerateRequest, caller: Caller) -> Job:
+    """Store the job (within the caller's quota), then queue it. Answers only once both are
+    done, so a 202 is never lost."""
     model, provider_input, adjustments = plan(request)
     now = utcnow()
     job = Job(
         job_id=str(uuid.uuid4()),
         status=JobStatus.PENDING,
+        owner=caller.owner,
         request=request,
         model=model,
         provider_input=provider_input,
@@ -52,7 +55,7 @@ def submit(request: GenerateRequest) -> Job:
         queued_at=now,
         queue_seq=store().next_queue_seq(),
     )
-    store().create(job)
+    store().create(job, max_active=caller.max_active_jobs, max_per_minute=caller.max_submits_per_minute)
     logger.append_keys(job_id=job.job_id)
     _enqueue_or_fail(job)
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
@@ -78,10 +81,10 @@ def plan(request: GenerateRequest) -> tuple[str | None, dict[str, Any] | None, l
     return model.name, model.input_for(adapted), adjustments
 
 
-def cancel(job_id: str) -> Job:
+def cancel(job_id: str, owner: str | None = None) -> Job:
     try:
         job = store().transition(
-            job_id, JobStatus.CANCELLED, change=lambda j: setattr(j, "error", _cancelled_by_client())
+            job_id, JobStatus.CANCELLED, change=lambda j: setattr(j, "error", _cancelled_by_client()), owner=owner
         )
     except InvalidTransition as exc:
         raise InvalidTransition(
@@ -97,8 +100,9 @@ def cancel(job_id: str) -> Job:
     return job
 
 
-def retry(job_id: str) -> Job:
-    """Start a new attempt of a failed or cancelled job (same id, attempt + 1)."""
+def retry(job_id: str, caller: Caller | None = None) -> Job:
+    """Start a new attempt of a failed or cancelled job (same id, attempt + 1), within the
+    caller's active-jobs quota."""
 
     limit = get_settings().max_attempts_per_job
     seq: list[int] = []  # taken once the retry is known to be allowed: a refused one wastes no number
@@ -117,7 +121,13 @@ def retry(job_id: str) -> Job:
         job.queue_seq, job.queued_at = seq[0], utcnow()
 
     try:
-        job = store().transition(job_id, JobStatus.PENDING, change=new_attempt)
+        job = store().transition(
+            job_id,
+            JobStatus.PENDING,
+            change=new_attempt,
+            owner=caller.scope if caller else None,
+            max_active=caller.max_active_jobs if caller else None,
+        )
     except InvalidTransition as exc:
         raise InvalidTransition(
             f"Only failed or cancelled jobs can be retried; this job is {exc.current_status}",

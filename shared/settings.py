@@ -7,6 +7,7 @@ each function; locally the emulation exports them. The README's settings table l
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,12 @@ class Settings(BaseSettings):
     # Retry past this is a 409: the job item keeps every attempt's history (DynamoDB: 400 KB).
     max_attempts_per_job: int = Field(default=20, ge=1, le=100)
     presigned_url_ttl: int = Field(default=3600, ge=60, le=604_800)
+
+    # Access. "keys": every /api/v1 route needs a Bearer API key (deployed always; locally
+    # API_AUTH=keys); "none": local only, every caller is "anonymous". Quotas apply per key.
+    api_auth: Literal["none", "keys"] = "none"
+    max_active_jobs_per_key: int = Field(default=10, ge=1)
+    max_submits_per_minute_per_key: int = Field(default=60, ge=1)
 
     @property
     def mock_mode(self) -> bool:

@@ -11,9 +11,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
+from shared import auth, idempotency, jobs, webhooks
 from shared import health as health_checks
-from shared import idempotency, jobs, webhooks
-from shared.errors import InvalidParameter, ServiceError
+from shared.errors import InvalidParameter, QuotaExceeded, ServiceError
 from shared.models import GenerateRequest, JobStatus
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
@@ -46,7 +46,8 @@ IdempotencyKey = Annotated[
     ),
 ]
 ERROR_DESCRIPTIONS = {
-    401: "Signature missing, invalid or stale",
+    401: "API key missing, malformed, unknown or revoked (the webhook: signature missing, invalid or stale)",
+    429: "Over the key's quota: ACTIVE_JOBS_LIMIT or RATE_LIMITED; wait `Retry-After` seconds",
     404: "No such job",
     409: "Not possible in the job's current status, or the same Idempotency-Key is still in progress",
     422: "Invalid input: `errors` names each offending field",
@@ -74,21 +75,24 @@ app.enable_swagger(path="/docs", title=TITLE, version=VERSION, description=DESCR
 def generate(request: GenerateRequest, idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     """Accept a generation job. Answers once the job is stored and queued."""
     body = request.model_dump(mode="json", exclude_unset=True)
-    answer = idempotency.once(idempotency_key, "generate", body, lambda: _json(JobAccepted.of(jobs.submit(request))))
+    caller = _caller()
+    answer = idempotency.once(
+        idempotency_key, "generate", body, lambda: _json(JobAccepted.of(jobs.submit(request, caller))), caller.owner
+    )
     return _accepted(JobAccepted.model_validate(answer))
 
 
 @app.get(f"{API_PREFIX}/status/<job_id>", responses=responses(200, "Status", 404, 422))
 def job_status(job_id: JobId) -> JobStatusView:
     """Status and progress (0-100) of a job: cheap, for polling."""
-    job = jobs.store().get(job_id)
+    job = jobs.store().get(job_id, _caller().scope)
     return JobStatusView.of(job, jobs.queue_estimate(job))
 
 
 @app.get(f"{API_PREFIX}/jobs/<job_id>", responses=responses(200, "The job", 404, 422))
 def job_detail(job_id: JobId) -> JobDetail:
     """Everything about a job, with presigned download URLs of its outputs."""
-    job = jobs.store().get(job_id)
+    job = jobs.store().get(job_id, _caller().scope)
     return JobDetail.of(job, jobs.queue_estimate(job))
 
 
@@ -99,14 +103,14 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page")] = None,
 ) -> JobPage:
     """Jobs, newest first, one page at a time."""
-    page, next_cursor = jobs.store().list_jobs(status=status, limit=limit, cursor=cursor)
+    page, next_cursor = jobs.store().list_jobs(status=status, limit=limit, cursor=cursor, owner=_caller().scope)
     return JobPage(jobs=[JobSummary.of(job) for job in page], next_cursor=next_cursor)
 
 
 @app.post(f"{API_PREFIX}/jobs/<job_id>/cancel", responses=responses(200, "Cancelled", 404, 409, 422))
 def cancel_job(job_id: JobId) -> JobStatusView:
     """Cancel a pending or processing job."""
-    return JobStatusView.of(jobs.cancel(job_id))
+    return JobStatusView.of(jobs.cancel(job_id, _caller().scope))
 
 
 @app.post(
@@ -115,11 +119,13 @@ def cancel_job(job_id: JobId) -> JobStatusView:
 def retry_job(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     """Run a failed or cancelled job again, as a new attempt of the same job."""
 
+    caller = _caller()
+
     def new_attempt() -> dict:
-        job = jobs.retry(job_id)
+        job = jobs.retry(job_id, caller)
         return _json(JobAccepted.of(job, message=f"Attempt {job.attempt} accepted"))
 
-    answer = idempotency.once(idempotency_key, "retry", {"job_id": job_id}, new_attempt)
+    answer = idempotency.once(idempotency_key, "retry", {"job_id": job_id}, new_attempt, caller.owner)
     return _accepted(JobAccepted.model_validate(answer))
 
 
@@ -156,7 +162,7 @@ def replicate_webhook(
 @app.get(f"{API_PREFIX}/stats")
 def stats() -> Stats:
     """Jobs per status, success rate and mean duration (read from counters: constant cost)."""
-    return Stats.of(jobs.store().stats())
+    return Stats.of(jobs.store().stats(_caller().scope))
 
 
 @app.get(
@@ -197,6 +203,8 @@ def service_error(exc: ServiceError) -> Response:
     if isinstance(exc, InvalidParameter):
         error = FieldError(field=exc.field, location=exc.location, message=exc.reason)
         return _error(422, exc.code, exc.message, [error])
+    if isinstance(exc, QuotaExceeded):
+        return _error(429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)})
     return _error(exc.status_code, exc.code, exc.message)
 
 
@@ -227,11 +235,21 @@ def _field_error(error: dict) -> FieldError:
     return FieldError(field=".".join(path) or location, location=location, message=message)
 
 
-def _error(status: int, code: str, detail: str, errors: list[FieldError] | None = None) -> Response:
+def _error(
+    status: int, code: str, detail: str, errors: list[FieldError] | None = None, headers: dict | None = None
+) -> Response:
     body = ErrorBody(code=code, detail=detail, errors=errors, request_id=_request_id())
     return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json(exclude_none=True)
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump_json(exclude_none=True),
+        headers=headers,
     )
+
+
+def _caller() -> auth.Caller:
+    """Who is calling (401 without a valid key where keys are required)."""
+    return auth.caller_of(app.current_event.raw_event)
 
 
 def _request_id() -> str | None:
