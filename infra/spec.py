@@ -91,6 +91,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("worker", timeout_seconds=900, memory_mb=1024, dependency_group="worker"),
         # Cancels the provider's prediction of a failed job: the provider client, without Pillow.
         FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256, dependency_group="provider"),
+        # The API key check (shared/auth.py): one GetItem.
+        FunctionSpec("authorizer", timeout_seconds=10, memory_mb=256),
     )
 }
 

@@ -26,6 +26,8 @@ KEY_ITEM_PREFIX = "apikey#"
 KEY_ENTITY = "apikey"
 ANONYMOUS = "anonymous"  # local API_AUTH=none: every caller
 OPERATOR = "operator"
+ADMIN_PREFIX = "/admin/v1/"
+API_PREFIX = "/api/v1/"
 
 
 class Unauthorized(ServiceError):
@@ -101,6 +103,19 @@ def caller_of(event: dict[str, Any]) -> Caller:
         max_active_jobs=int(context.get("max_active_jobs") or settings.max_active_jobs_per_key),
         max_submits_per_minute=int(context.get("max_submits_per_minute") or settings.max_submits_per_minute_per_key),
     )
+
+
+def admin_as_api(event: dict[str, Any]) -> dict[str, Any]:
+    """Operators' IAM-signed /admin/v1/<route> is /api/v1/<route> over every owner; without an
+    IAM identity it is no route at all (404)."""
+    path = event.get("rawPath") or ""
+    if not path.startswith(ADMIN_PREFIX):
+        return event
+    iam = "iam" in ((event.get("requestContext") or {}).get("authorizer") or {})
+    event = dict(event, rawPath=(API_PREFIX if iam else "/admin-unavailable") + path[len(ADMIN_PREFIX) :])
+    http = dict(event.get("requestContext", {}).get("http") or {}, path=event["rawPath"])
+    event["requestContext"] = dict(event.get("requestContext") or {}, http=http)
+    return event
 
 
 # ---- management (ops/api_keys.py) ----------------------------------------------------------------

@@ -30,6 +30,8 @@ from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
 from shared.store import JobStore
 
+ANONYMOUS = Caller(owner="anonymous")
+
 
 @cache
 def store() -> JobStore:
@@ -37,7 +39,7 @@ def store() -> JobStore:
 
 
 # ---- API ---------------------------------------------------------------------------------------
-def submit(request: GenerateRequest, caller: Caller) -> Job:
+def submit(request: GenerateRequest, caller: Caller = ANONYMOUS) -> Job:
     """Store the job (within the caller's quota), then queue it. Answers only once both are
     done, so a 202 is never lost."""
     model, provider_input, adjustments = plan(request)

@@ -101,9 +101,10 @@ def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
     cursor: Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page")] = None,
+    owner: Annotated[str | None, Query(max_length=128, description="Operators (/admin/v1) only: one owner's")] = None,
 ) -> JobPage:
-    """Jobs, newest first, one page at a time."""
-    page, next_cursor = jobs.store().list_jobs(status=status, limit=limit, cursor=cursor, owner=_caller().scope)
+    """The caller's jobs, newest first, one page at a time."""
+    page, next_cursor = jobs.store().list_jobs(status=status, limit=limit, cursor=cursor, owner=_scope(owner))
     return JobPage(jobs=[JobSummary.of(job) for job in page], next_cursor=next_cursor)
 
 
@@ -160,9 +161,11 @@ def replicate_webhook(
 
 
 @app.get(f"{API_PREFIX}/stats")
-def stats() -> Stats:
-    """Jobs per status, success rate and mean duration (read from counters: constant cost)."""
-    return Stats.of(jobs.store().stats(_caller().scope))
+def stats(
+    owner: Annotated[str | None, Query(max_length=128, description="Operators (/admin/v1) only: one owner's")] = None,
+) -> Stats:
+    """The caller's jobs per status, success rate and mean duration (read from counters: constant cost)."""
+    return Stats.of(jobs.store().stats(_scope(owner)))
 
 
 @app.get(
@@ -252,6 +255,12 @@ def _caller() -> auth.Caller:
     return auth.caller_of(app.current_event.raw_event)
 
 
+def _scope(owner: str | None) -> str | None:
+    """Whose jobs a listing shows: the caller's; an operator's choice (None: everyone's)."""
+    caller = _caller()
+    return owner if caller.operator else caller.scope
+
+
 def _request_id() -> str | None:
     try:
         return app.current_event.request_context.request_id
@@ -277,4 +286,4 @@ def _accepted(body: JobAccepted) -> Response[JobAccepted]:
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
     idempotency.register_lambda_context(context)
-    return app.resolve(event, context)
+    return app.resolve(auth.admin_as_api(event), context)

@@ -124,3 +124,37 @@ def test_authorizer_on_sample_events(keys) -> None:
     answer = handler(event, LambdaContext("api"))
     assert answer["isAuthorized"] and answer["context"]["owner"] == name and answer["context"]["max_active_jobs"] == 3
     assert headers["Authorization"].split()[1] not in json.dumps(table_items(name))  # stored as its hash only
+
+
+def test_operators_see_every_owner_through_admin_routes(api: httpx.Client, keys, emulator) -> None:
+    from tests.conftest import load_event
+
+    name, alice = keys()
+    job_id = api.post("/api/v1/generate", json={"prompt": unique_prompt("admin")}, headers=alice).json()["job_id"]
+    event = load_event("api/list-jobs.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/admin/v1/jobs"
+    event["queryStringParameters"], event["rawQueryString"] = {"owner": name}, f"owner={name}"
+    event["requestContext"]["authorizer"] = {"iam": {"userArn": "arn:aws:iam::123456789012:user/ops"}}
+    reply = emulator.runtime.invoke("api", event)
+    assert reply["statusCode"] == 200, reply
+    assert [j["job_id"] for j in json.loads(reply["body"])["jobs"]] == [job_id]
+    event["requestContext"].pop("authorizer")  # not signed: no such route
+    assert emulator.runtime.invoke("api", event)["statusCode"] in (401, 404)
+
+
+def test_make_api_key_commands(emulator, capsys, monkeypatch) -> None:
+    from ops import api_keys
+
+    monkeypatch.setenv("EMULATOR_PORT", emulator.endpoint.rsplit(":", 1)[1])
+    name = unique_prompt("ops").replace(" ", "-")
+    assert api_keys.main(["create", name]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("mg_") and len(key) > 40
+    assert api_keys.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert name in listed and key not in listed
+    assert api_keys.main(["revoke", name]) == 0
+    capsys.readouterr()
+    api_keys.main(["list"])
+    [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if name in line]
+    assert entry["state"] == "revoked"
