@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "webhookThrottleBurstLimit": 100,
     "pendingJobAlarmSeconds": 300,
     "alarmEmail": "",
+    # Browser origins allowed by CORS (API Gateway answers the preflights); empty: CORS off.
+    "corsAllowedOrigins": [],
     # "bundles": ship each function's package, built by infra/bundle.py when CDK stages the asset.
     # "source": ship the bare source directories, for the fast offline synth of the tests only
     # (such a template does not run on Lambda).
@@ -70,6 +72,7 @@ class Config:
     pending_job_alarm_seconds: int
     alarm_email: str
     assets: str
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -106,6 +109,7 @@ class Config:
             pending_job_alarm_seconds=int(raw["pendingJobAlarmSeconds"]),
             alarm_email=str(raw["alarmEmail"] or ""),
             assets=str(raw["assets"]),
+            cors_allowed_origins=tuple(str(o) for o in raw["corsAllowedOrigins"]),
         )
         config.settings()  # the functions' own validation: fail the synth, not the first job
         return config

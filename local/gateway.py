@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time
 import uuid
@@ -59,6 +60,28 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
     }
 
 
+PREFLIGHT_HEADERS = {
+    "access-control-allow-methods": "GET,POST",
+    "access-control-allow-headers": "authorization,content-type,idempotency-key",
+    "access-control-max-age": "3600",
+}
+
+
+def cors_origin(origin: str | None) -> str | None:
+    """The request's origin if CORS_ALLOWED_ORIGINS (comma-separated; the deployed context option
+    corsAllowedOrigins) allows it; CORS is off when that is empty."""
+    allowed = {o.strip() for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()}
+    return origin if origin and origin in allowed else None
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    return {
+        "access-control-allow-origin": origin,
+        "access-control-expose-headers": "location,retry-after",
+        "vary": "origin",
+    }
+
+
 UNAUTHORIZED = {"statusCode": 401, "body": '{"message":"Unauthorized"}'}
 
 
@@ -84,11 +107,17 @@ class Gateway:
                     self.command, self.path, dict(self.headers), self.rfile.read(length), self.client_address[0]
                 )
                 started = time.monotonic()
+                origin = cors_origin(event["headers"].get("origin"))
                 try:
-                    reply = gateway._authorize(event, authorizer) or invoke(function, event)
+                    if origin and self.command == "OPTIONS":  # a preflight: API Gateway answers it
+                        reply = {"statusCode": 204, "headers": dict(PREFLIGHT_HEADERS)}
+                    else:
+                        reply = gateway._authorize(event, authorizer) or invoke(function, event)
                 except Exception:
                     log.exception("api function crashed")
                     reply = {"statusCode": 502, "body": '{"message":"Internal Server Error"}'}
+                if origin:
+                    reply["headers"] = dict(reply.get("headers") or {}, **cors_headers(origin))
                 gateway._respond(self, reply)
                 log.info(
                     "%s %s -> %s (%.0f ms)",

@@ -8,6 +8,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
@@ -66,9 +67,27 @@ def responses(success: int, description: str, *errors: int) -> dict:
     return documented
 
 
+# Client apps send an API key; operators sign with SigV4 (IAM) on /admin/v1. Either one.
+SECURITY_SCHEMES = {
+    "apiKey": HTTPBearer(description="An API key from `make api-key NAME=...` (mg_...)"),
+    "sigv4": APIKey(
+        name="Authorization",
+        **{"in": APIKeyIn.header},
+        description="AWS SigV4 (IAM, execute-api:Invoke): operators, on /admin/v1/<route>",
+    ),
+}
+SECURITY = [{"apiKey": []}, {"sigv4": []}]
+DOCUMENT = {
+    "title": TITLE,
+    "version": VERSION,
+    "description": DESCRIPTION,
+    "security_schemes": SECURITY_SCHEMES,
+    "security": SECURITY,
+}
+
 app = APIGatewayHttpResolver(enable_validation=True)
 # The Swagger UI assets are inlined (works offline); gzip keeps the 1.7 MB page small on the wire.
-app.enable_swagger(path="/docs", title=TITLE, version=VERSION, description=DESCRIPTION, compress=True)
+app.enable_swagger(path="/docs", compress=True, persist_authorization=True, **DOCUMENT)
 
 
 @app.post(f"{API_PREFIX}/generate", status_code=202, responses=responses(202, "Accepted", 422, 503))
@@ -194,7 +213,7 @@ def health(
 @app.get("/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[str]:
     """The OpenAPI document where the old FastAPI service served it."""
-    schema = app.get_openapi_json_schema(title=TITLE, version=VERSION, description=DESCRIPTION)
+    schema = app.get_openapi_json_schema(**DOCUMENT)
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=schema)
 
 

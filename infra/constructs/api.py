@@ -64,6 +64,22 @@ ACCESS_LOG_FORMAT = {
 }
 
 
+CORS_HEADERS = ["authorization", "content-type", "idempotency-key"]
+
+
+def cors(origins: tuple[str, ...]) -> apigw.CorsPreflightOptions | None:
+    """CORS at the API Gateway level, for the allowed origins only (off when there are none)."""
+    if not origins:
+        return None
+    return apigw.CorsPreflightOptions(
+        allow_origins=list(origins),
+        allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
+        allow_headers=CORS_HEADERS,
+        expose_headers=["location", "retry-after"],
+        max_age=Duration.hours(1),
+    )
+
+
 class Api(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
         super().__init__(scope, id)
@@ -74,6 +90,7 @@ class Api(Construct):
             api_name=config.prefix,
             description="Media generation API (IAM-authenticated)",
             default_authorizer=HttpIamAuthorizer(),
+            cors_preflight=cors(config.cors_allowed_origins),
             # Our own stage below, for throttling and access logs.
             create_default_stage=False,
         )

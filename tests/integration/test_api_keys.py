@@ -158,3 +158,22 @@ def test_make_api_key_commands(emulator, capsys, monkeypatch) -> None:
     api_keys.main(["list"])
     [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if name in line]
     assert entry["state"] == "revoked"
+
+
+def test_cors_only_for_allowed_origins(api: httpx.Client, configure) -> None:
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in api.options("/api/v1/generate", headers=preflight).headers  # off
+    configure(CORS_ALLOWED_ORIGINS="https://app.example.com")
+    answer = api.options("/api/v1/generate", headers=preflight)
+    assert answer.status_code == 204 and answer.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in answer.headers["access-control-allow-headers"]
+    assert api.get("/health", headers={"Origin": "https://app.example.com"}).headers["access-control-allow-origin"]
+    assert "access-control-allow-origin" not in api.get("/health", headers={"Origin": "https://evil.example"}).headers
+
+
+def test_openapi_declares_both_security_schemes(api: httpx.Client) -> None:
+    document = api.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {"type": "http", "scheme": "bearer", "description": schemes["apiKey"]["description"]}
+    assert schemes["sigv4"]["type"] == "apiKey" and schemes["sigv4"]["in"] == "header"
+    assert document["security"] == [{"apiKey": []}, {"sigv4": []}]
