@@ -404,3 +404,24 @@ def test_nothing_billed_by_the_hour(each_stage: Synthesized) -> None:
     assert not types & hourly
     for resource in each_stage.resources("AWS::Lambda::Function").values():
         assert "ReservedConcurrentExecutions" not in resource["Properties"]
+
+
+def test_cors_is_off_by_default_and_an_allowlist_when_set(dev: Synthesized) -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk.assertions import Template
+
+    from infra.config import Config
+    from infra.constructs.api import Api
+
+    [(_, http_api)] = dev.resources("AWS::ApiGatewayV2::Api").items()
+    assert "CorsConfiguration" not in http_api["Properties"]
+    origins = "https://app.example.com,https://admin.example.com"
+    config = Config.from_context(lambda key: origins if key == "corsAllowedOrigins" else None)
+    stack = Stack(App(), "CorsCheck")
+    Api(stack, "Api", config=config)
+    [cors] = [
+        r["Properties"]["CorsConfiguration"]
+        for r in Template.from_stack(stack).find_resources("AWS::ApiGatewayV2::Api").values()
+    ]
+    assert cors["AllowOrigins"] == ["https://app.example.com", "https://admin.example.com"]
+    assert "authorization" in cors["AllowHeaders"] and cors["MaxAge"] == 3600
