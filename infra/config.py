@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     # Share of requests X-Ray traces (our sampling rule, no per-second reservoir: at a million
     # jobs a month the default rule's 1 trace/s alone would record ~2.6M traces).
     "tracingSampleRate": 0.05,
+    # Browser origins allowed by CORS (API Gateway answers the preflights); empty: CORS off.
+    "corsAllowedOrigins": [],
     # "bundles": ship each function's package, built by infra/bundle.py when CDK stages the asset.
     # "source": ship the bare source directories, for the fast offline synth of the tests only
     # (such a template does not run on Lambda).
@@ -77,6 +79,7 @@ class Config:
     monitoring: bool
     tracing_sample_rate: float
     assets: str
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -117,6 +120,7 @@ class Config:
             monitoring=raw["monitoring"],
             tracing_sample_rate=float(raw["tracingSampleRate"]),
             assets=str(raw["assets"]),
+            cors_allowed_origins=tuple(str(o) for o in raw["corsAllowedOrigins"]),
         )
         config.settings()  # the functions' own validation: fail the synth, not the first job
         return config

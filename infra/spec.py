@@ -76,6 +76,8 @@ TABLE = TableSpec(
     indexes=(
         Index(store.STATUS_INDEX, store.STATUS, store.CREATED_AT),
         Index(store.CREATED_INDEX, store.ENTITY, store.CREATED_AT),
+        Index(store.OWNER_INDEX, store.OWNER, store.CREATED_AT),
+        Index(store.OWNER_STATUS_INDEX, store.OWNER_STATUS, store.CREATED_AT),
     ),
     ttl_attribute=store.TTL_ATTRIBUTE,
 )
@@ -92,6 +94,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256, dependency_group="provider"),
         # Delivers client webhooks (httpx: the provider group, no Pillow).
         FunctionSpec("notifier", timeout_seconds=60, memory_mb=256, dependency_group="provider"),
+        # The API key check (shared/auth.py): one GetItem.
+        FunctionSpec("authorizer", timeout_seconds=10, memory_mb=256),
     )
 }
 

@@ -50,6 +50,8 @@ ACCESS: dict[str, frozenset[str]] = {
     # Delivers client webhooks: reads the job (and presigns its outputs), records each delivery,
     # re-queues retries.
     "notifier": frozenset({"jobs:write", "outputs:read", "notify:consume", "notify:send", "notify:secret"}),
+    # The HTTP API's key authorizer: reads key items, nothing else.
+    "authorizer": frozenset({"keys:read"}),
 }
 
 # The functions that start predictions, so tell the provider where to send its webhooks.
@@ -81,6 +83,7 @@ class MediaGenerationStack(Stack):
             "QUEUE_MAX_RECEIVE_COUNT": str(spec.QUEUE.max_receive_count),
             "QUEUE_MAX_CONCURRENCY": str(spec.QUEUE.max_concurrency),
             **_settings_env(config),
+            "API_AUTH": "keys",
             "POWERTOOLS_SERVICE_NAME": SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": config.log_level,
@@ -116,12 +119,13 @@ class MediaGenerationStack(Stack):
             functions=lambdas,
             failed_events=queues.failed_events,
         )
-        api.route_to(lambdas["api"])
+        api.route_to(lambdas["api"], authorizer=lambdas["authorizer"])
 
         grants = {
             "jobs:write": jobs.grant_job_writes,
             "jobs:idempotency": jobs.grant_idempotency_records,
             "jobs:list": jobs.grant_listing,
+            "keys:read": jobs.grant_key_reads,
             "queue:send": queues.grant_send,
             "outputs:read": storage.grant_read_outputs,
             "outputs:write": storage.grant_write_outputs,

@@ -21,7 +21,7 @@ from typing import Any
 from infra import spec
 from local.event_sources import ExecutionStatusEvents, SqsEventSource
 from local.gateway import Gateway
-from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
+from local.lambdas import ACCOUNT, REGION, LambdaContext, LambdaRuntime, function_arn
 from shared.aws import client, reset_clients
 from shared.settings import get_settings
 
@@ -106,7 +106,7 @@ class Emulator:
         self._start_event_sources()
         self._start_notifier()
         if self.api_port is not None:
-            self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port)
+            self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port, authorizer=local_authorizer)
             self.gateway.start()
         return self
 
@@ -321,6 +321,38 @@ class Emulator:
         self._workers = [*self.dispatch_sources, self.execution_events]
         for worker in self._workers:
             worker.start()
+
+
+# Routes without the key authorizer (deployed the same): the provider's webhook, health, the docs.
+PUBLIC_PATHS = ("/health", "/docs", "/openapi.json", "/api/v1/webhooks/")
+
+
+def local_authorizer(event: dict[str, Any]) -> dict[str, Any] | None:
+    """With API_AUTH=keys, what API Gateway does on a key-authorized route: no Authorization
+    header is a 401 before any function runs; otherwise the deployed authorizer's code decides."""
+    path = event["rawPath"]
+    if get_settings().api_auth != "keys" or not path.startswith("/api/") or path.startswith(PUBLIC_PATHS):
+        return None
+    if not event["headers"].get("authorization"):
+        return {"isAuthorized": False, "missing": True}
+    from functions.authorizer.app import handler
+
+    method = event["requestContext"]["http"]["method"]
+    authorizer_event = {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:local/$default/{method}{path}",
+        "identitySource": [event["headers"]["authorization"]],
+        "routeKey": event["routeKey"],
+        "rawPath": path,
+        "rawQueryString": event["rawQueryString"],
+        "headers": event["headers"],
+        "queryStringParameters": event.get("queryStringParameters"),
+        "requestContext": event["requestContext"],
+    }
+    context = LambdaContext("api")  # the authorizer is not one of the emulated functions
+    context.function_name = "authorizer"
+    return handler(authorizer_event, context)
 
 
 def with_queue(**changes: Any) -> spec.QueueSpec:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -133,8 +134,42 @@ class _Server(ThreadingHTTPServer):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+PREFLIGHT_HEADERS = {
+    "access-control-allow-methods": "GET,POST",
+    "access-control-allow-headers": "authorization,content-type,idempotency-key",
+    "access-control-max-age": "3600",
+}
+
+
+def cors_origin(origin: str | None) -> str | None:
+    """The request's origin if CORS_ALLOWED_ORIGINS (comma-separated; the deployed context option
+    corsAllowedOrigins) allows it; CORS is off when that is empty."""
+    allowed = {o.strip() for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()}
+    return origin if origin and origin in allowed else None
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    return {
+        "access-control-allow-origin": origin,
+        "access-control-expose-headers": "location,retry-after",
+        "vary": "origin",
+    }
+
+
+UNAUTHORIZED = {"statusCode": 401, "body": '{"message":"Unauthorized"}'}
+
+
 class Gateway:
-    def __init__(self, invoke: Callable[[str, Any], Any], host: str, port: int, function: str = "api") -> None:
+    def __init__(
+        self,
+        invoke: Callable[[str, Any], Any],
+        host: str,
+        port: int,
+        function: str = "api",
+        authorizer: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    ) -> None:
+        """`authorizer(event)`: None for a route without one; else a simple response, whose
+        context lands in requestContext.authorizer.lambda as API Gateway puts it."""
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -152,11 +187,17 @@ class Gateway:
                     return
                 event = http_api_event(self.command, self.path, dict(self.headers), body, self.client_address[0])
                 started = time.monotonic()
+                origin = cors_origin(event["headers"].get("origin"))
                 try:
-                    reply = invoke(function, event)
+                    if origin and self.command == "OPTIONS":  # a preflight: API Gateway answers it
+                        reply = {"statusCode": 204, "headers": dict(PREFLIGHT_HEADERS)}
+                    else:
+                        reply = gateway._authorize(event, authorizer) or invoke(function, event)
                 except Exception:
                     log.exception("api function crashed")
                     reply = {"statusCode": 502, "body": '{"message":"Internal Server Error"}'}
+                if origin:
+                    reply["headers"] = dict(reply.get("headers") or {}, **cors_headers(origin))
                 gateway._respond(self, reply)
                 log.info(
                     "%s %s -> %s (%.0f ms)",
@@ -185,6 +226,21 @@ class Gateway:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @staticmethod
+    def _authorize(event: dict[str, Any], authorizer: Callable | None) -> dict[str, Any] | None:
+        """What API Gateway does before the integration: a reply if the request is refused."""
+        if authorizer is None:
+            return None
+        answer = authorizer(event)
+        if answer is None:
+            return None
+        if answer.get("missing"):  # no identity source: API Gateway's own 401, no authorizer call
+            return dict(UNAUTHORIZED)
+        if not answer.get("isAuthorized"):
+            return {"statusCode": 403, "body": '{"message":"Forbidden"}'}
+        event["requestContext"]["authorizer"] = {"lambda": answer.get("context") or {}}
+        return None
 
     @staticmethod
     def _respond(request: BaseHTTPRequestHandler, reply: dict[str, Any]) -> None:

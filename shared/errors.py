@@ -164,3 +164,27 @@ def parse_error_message(message: str | None) -> tuple[str | None, str]:
     if sep and code.isupper() and code.replace("_", "").isalnum():
         return code, rest
     return None, message
+
+
+class QuotaExceeded(ServiceError):
+    """A key's quota: 429, with how long to wait before trying again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ActiveJobsLimit(QuotaExceeded):
+    code = "ACTIVE_JOBS_LIMIT"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"This key already has {limit} pending or processing jobs (MAX_ACTIVE_JOBS_PER_KEY)", 5)
+
+
+class SubmitRateLimited(QuotaExceeded):
+    code = "RATE_LIMITED"
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"This key made {limit} submits this minute (MAX_SUBMITS_PER_MINUTE_PER_KEY)", retry_after)

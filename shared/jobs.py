@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from shared import queue, safe_url, workflow
+from shared.auth import Caller
 from shared.catalog import model_named
 from shared.errors import (
     AttemptLimitReached,
@@ -31,16 +32,20 @@ from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
 from shared.store import store
 
+ANONYMOUS = Caller(owner="anonymous")
+
 
 # ---- API ---------------------------------------------------------------------------------------
-def submit(request: GenerateRequest) -> Job:
-    """Store the job, then queue it. Answers only once both are done, so a 202 is never lost."""
+def submit(request: GenerateRequest, caller: Caller = ANONYMOUS) -> Job:
+    """Store the job (within the caller's quota), then queue it. Answers only once both are
+    done, so a 202 is never lost."""
     model, provider_input, adjustments = plan(request)
     check_webhook(request)
     now = utcnow()
     job = Job(
         job_id=str(uuid.uuid4()),
         status=JobStatus.PENDING,
+        owner=caller.owner,
         request=request,
         model=model,
         provider_input=provider_input,
@@ -50,7 +55,7 @@ def submit(request: GenerateRequest) -> Job:
         queued_at=now,
         queue_seq=store().next_queue_seq(),
     )
-    store().create(job)
+    store().create(job, max_active=caller.max_active_jobs, max_per_minute=caller.max_submits_per_minute)
     logger.append_keys(job_id=job.job_id)
     _enqueue_or_fail(job)
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
@@ -86,10 +91,10 @@ def check_webhook(request: GenerateRequest) -> None:
         raise InvalidParameter("webhook", str(exc)) from None
 
 
-def cancel(job_id: str) -> Job:
+def cancel(job_id: str, owner: str | None = None) -> Job:
     try:
         job = store().transition(
-            job_id, JobStatus.CANCELLED, change=lambda j: setattr(j, "error", _cancelled_by_client())
+            job_id, JobStatus.CANCELLED, change=lambda j: setattr(j, "error", _cancelled_by_client()), owner=owner
         )
     except InvalidTransition as exc:
         raise InvalidTransition(
@@ -105,8 +110,9 @@ def cancel(job_id: str) -> Job:
     return job
 
 
-def retry(job_id: str) -> Job:
-    """Start a new attempt of a failed or cancelled job (same id, attempt + 1)."""
+def retry(job_id: str, caller: Caller | None = None) -> Job:
+    """Start a new attempt of a failed or cancelled job (same id, attempt + 1), within the
+    caller's active-jobs quota."""
 
     limit = get_settings().max_attempts_per_job
     seq: list[int] = []  # taken once the retry is known to be allowed: a refused one wastes no number
@@ -125,7 +131,13 @@ def retry(job_id: str) -> Job:
         job.queue_seq, job.queued_at = seq[0], utcnow()
 
     try:
-        job = store().transition(job_id, JobStatus.PENDING, change=new_attempt)
+        job = store().transition(
+            job_id,
+            JobStatus.PENDING,
+            change=new_attempt,
+            owner=caller.scope if caller else None,
+            max_active=caller.max_active_jobs if caller else None,
+        )
     except InvalidTransition as exc:
         raise InvalidTransition(
             f"Only failed or cancelled jobs can be retried; this job is {exc.current_status}",

@@ -168,6 +168,8 @@ class Attempt(BaseModel):
 class Job(BaseModel):
     job_id: str
     status: JobStatus
+    # Who created it (an API key's owner, the IAM operator, or "anonymous" locally): only they see it.
+    owner: str = "anonymous"
     attempt: int = 1
     request: GenerateRequest
     progress: int = 0

@@ -7,6 +7,7 @@ each function; locally the emulation exports them. The README's settings table l
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,11 @@ class Settings(BaseSettings):
     client_webhook_retry_seconds: float = Field(default=5, gt=0, le=900)
     client_webhook_retry_window_seconds: float = Field(default=3600, gt=0, le=86_400)
     client_webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    # Access. "keys": every /api/v1 route needs a Bearer API key (deployed always; locally
+    # API_AUTH=keys); "none": local only, every caller is "anonymous". Quotas apply per key.
+    api_auth: Literal["none", "keys"] = "none"
+    max_active_jobs_per_key: int = Field(default=10, ge=1)
+    max_submits_per_minute_per_key: int = Field(default=60, ge=1)
 
     @property
     def mock_mode(self) -> bool:

@@ -7,6 +7,11 @@ Layout (one table; infra/spec.py builds the table and its indexes from the names
   them; a page is one Query plus one BatchGetItem, whatever the table's size;
 - `COUNTER_SHARDS` counter items (`pk` = "stats#N") hold the number of jobs in each status,
   changed in the same transaction as the job, so stats read a fixed number of items;
+- `by-owner` (owner, created_at) and `by-owner-status` (owner_status = "<owner>#<status>",
+  created_at) list one caller's jobs, also one Query per page; a counter item per owner
+  (`pk` = "owner#<owner>") holds that owner's jobs per status and its `active` (pending or
+  processing) count, changed in the job's transaction, which is also where a key's quota is
+  enforced: its active count, and a per-minute submit counter (`pk` = "rate#<owner>#<minute>");
 - the queue item (`pk` = "queue") holds the last submit sequence number handed out and the
   highest one dispatched, so a pending job's queue position is one read however long the queue;
 - a timing item per model (`pk` = "timing#<model>") holds a moving average of how long its jobs
@@ -30,7 +35,14 @@ from typing import Any
 
 from shared import notify
 from shared.aws import client, error_code
-from shared.errors import InvalidCursor, InvalidTransition, JobNotFound, ServiceError
+from shared.errors import (
+    ActiveJobsLimit,
+    InvalidCursor,
+    InvalidTransition,
+    JobNotFound,
+    ServiceError,
+    SubmitRateLimited,
+)
 from shared.models import TRANSITIONS, Attempt, Job, JobStatus, to_iso, utcnow
 from shared.settings import get_settings
 
@@ -42,6 +54,13 @@ ENTITY = "entity"
 TTL_ATTRIBUTE = "expires_at"
 STATUS_INDEX = "by-status"
 CREATED_INDEX = "by-created"
+OWNER = "owner"
+OWNER_STATUS = "owner_status"
+OWNER_INDEX = "by-owner"
+OWNER_STATUS_INDEX = "by-owner-status"
+OWNER_COUNTER_PREFIX = "owner#"
+RATE_PREFIX = "rate#"
+ACTIVE = {JobStatus.PENDING, JobStatus.PROCESSING}
 JOB_ENTITY = "job"
 COUNTER_SHARDS = 8
 COUNTER_PREFIX = "stats#"
@@ -113,24 +132,34 @@ class JobStore:
         item["request"] = job.request.model_dump(mode="python", exclude_unset=True)
         item[PK] = job.job_id
         item[ENTITY] = JOB_ENTITY
+        item[OWNER_STATUS] = f"{job.owner}#{job.status.value}"
         return self._marshal(item)
 
     def _job(self, item: dict[str, Any]) -> Job:
-        return Job.model_validate(self._unmarshal(item))
+        return _job_of(self._unmarshal(item))
 
     # ---- reads -------------------------------------------------------------------------------
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job; JobNotFound too when `owner` is given and is not its owner (ids are not probeable)."""
         response = client("dynamodb").get_item(TableName=self.table, Key={PK: {"S": job_id}}, ConsistentRead=True)
         item = response.get("Item")
         if not item or item.get(ENTITY, {}).get("S") != JOB_ENTITY:  # counters are not jobs
             raise JobNotFound(job_id)
-        return self._job(item)
+        job = self._job(item)
+        if owner is not None and job.owner != owner:
+            raise JobNotFound(job_id)
+        return job
 
     def list_jobs(
-        self, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
+        self, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None, owner: str | None = None
     ) -> tuple[list[Job], str | None]:
-        """One page, newest first. The cursor is opaque to clients: the index position, encoded."""
-        if status:
+        """One page, newest first (only `owner`'s jobs if given). The cursor is opaque to clients:
+        the index position, encoded."""
+        if owner is not None and status:
+            index, key_condition = OWNER_STATUS_INDEX, {OWNER_STATUS: f"{owner}#{status.value}"}
+        elif owner is not None:
+            index, key_condition = OWNER_INDEX, {OWNER: owner}
+        elif status:
             index, key_condition = STATUS_INDEX, {STATUS: status.value}
         else:
             index, key_condition = CREATED_INDEX, {ENTITY: JOB_ENTITY}
@@ -156,7 +185,7 @@ class JobStore:
     def _batch_get(self, ids: list[str]) -> list[Job]:
         items = self._batch_get_items(ids)
         found = {item[PK]: item for item in items}
-        return [Job.model_validate(found[i]) for i in ids if i in found]
+        return [_job_of(found[i]) for i in ids if i in found]
 
     def _batch_get_items(self, ids: Iterable[str]) -> list[dict[str, Any]]:
         keys = [{PK: {"S": i}} for i in dict.fromkeys(ids)]
@@ -171,10 +200,16 @@ class JobStore:
                 time.sleep(delay)
         raise StoreBusy("The jobs table is busy; try again")
 
-    def stats(self) -> dict[str, int]:
-        """Jobs per status (plus `submitted` and `duration_ms`), summed over the counter shards."""
+    def stats(self, owner: str | None = None) -> dict[str, int]:
+        """Jobs per status (plus `submitted` and `duration_ms`), summed over the counter shards,
+        or read from `owner`'s counter item."""
         totals = dict.fromkeys([s.value for s in JobStatus] + ["submitted", "duration_ms"], 0)
-        for item in self._batch_get_items(f"{COUNTER_PREFIX}{n}" for n in range(COUNTER_SHARDS)):
+        keys = (
+            [OWNER_COUNTER_PREFIX + owner]
+            if owner is not None
+            else [f"{COUNTER_PREFIX}{n}" for n in range(COUNTER_SHARDS)]
+        )
+        for item in self._batch_get_items(keys):
             for name in totals:
                 totals[name] += int(item.get(name, 0))
         return totals
@@ -237,14 +272,45 @@ class JobStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    def create(self, job: Job) -> Job:
+    def create(self, job: Job, max_active: int | None = None, max_per_minute: int | None = None) -> Job:
+        """Store a new job. With limits (an API key's quota), the owner's active-job count and this
+        minute's submit count are checked and raised in the same transaction: nothing is stored
+        over either (ActiveJobsLimit, SubmitRateLimited), however many submits race."""
         put = {
             "TableName": self.table,
             "Item": self._job_item(job),
             "ConditionExpression": "attribute_not_exists(#pk)",
             "ExpressionAttributeNames": {"#pk": PK},
         }
-        self._transact(put, self._count(None, job))
+        extra = []
+        if max_per_minute is not None:
+            now = time.time()
+            minute = int(now // 60)
+            extra.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {PK: {"S": f"{RATE_PREFIX}{job.owner}#{minute}"}},
+                        "UpdateExpression": "ADD submits :one SET #ttl = :ttl",
+                        "ConditionExpression": "attribute_not_exists(submits) OR submits < :max",
+                        "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"},
+                            ":max": {"N": str(max_per_minute)},
+                            ":ttl": {"N": str((minute + 2) * 60)},
+                        },
+                    }
+                }
+            )
+        try:
+            self._transact(put, self._count(None, job), self._count_owner(None, job, max_active), *extra)
+        except Exception as exc:
+            failed = _failed_items(exc)
+            if 2 in failed and max_active is not None:
+                raise ActiveJobsLimit(max_active) from None
+            if 3 in failed and max_per_minute is not None:
+                raise SubmitRateLimited(max_per_minute, max(1, 60 - int(time.time()) % 60)) from None
+            raise
         return job
 
     def transition(
@@ -254,14 +320,19 @@ class JobStore:
         *,
         attempt: int | None = None,
         change: Callable[[Job], None] | None = None,
+        owner: str | None = None,
+        max_active: int | None = None,
     ) -> Job:
         """Move a job to `to` if that is allowed from its current status (and still `attempt`).
 
         `change` sets the other fields of the new version (outputs, error, ...). Raises
-        InvalidTransition when the job is in a status that cannot become `to`.
+        InvalidTransition when the job is in a status that cannot become `to`, JobNotFound when
+        `owner` is given and is not the job's. The owner's active count moves in the same
+        transaction (a job that ends releases its quota, however it ends); with `max_active`, a
+        job becoming active again (a retry) is refused over it (ActiveJobsLimit).
         """
         for delay in _backoff():
-            current = self.get(job_id)
+            current = self.get(job_id, owner)
             if attempt is not None and current.attempt != attempt:
                 raise InvalidTransition(f"Job {job_id} has moved on to attempt {current.attempt}", current.status)
             if to not in TRANSITIONS[current.status]:
@@ -272,10 +343,14 @@ class JobStore:
             if to.terminal:
                 _close_attempt(new)
             try:
-                self._transact(self._replace(current, new), self._count(current, new))
+                self._transact(
+                    self._replace(current, new), self._count(current, new), self._count_owner(current, new, max_active)
+                )
                 notify.job_changed(new)  # client webhooks: only once the write succeeded
                 return new
             except Exception as exc:
+                if max_active is not None and 2 in _failed_items(exc):
+                    raise ActiveJobsLimit(max_active) from None
                 if not _lost_race(exc):
                     raise
             time.sleep(delay)  # someone else wrote first: re-read and re-check the transition
@@ -355,8 +430,38 @@ class JobStore:
             "ExpressionAttributeValues": values,
         }
 
-    def _transact(self, put: dict[str, Any], counter_update: dict[str, Any]) -> None:
-        client("dynamodb").transact_write_items(TransactItems=[{"Put": put}, {"Update": counter_update}])
+    def _count_owner(self, current: Job | None, new: Job, max_active: int | None) -> dict[str, Any]:
+        """The owner's counter item: its jobs per status and `active` (pending or processing)."""
+        adds = {new.status.value: 1}
+        if current is None:
+            adds["submitted"] = 1
+        else:
+            adds[current.status.value] = adds.get(current.status.value, 0) - 1
+        was_active = current is not None and current.status in ACTIVE
+        becomes_active = new.status in ACTIVE and not was_active
+        if becomes_active:
+            adds["active"] = 1
+        elif was_active and new.status not in ACTIVE:
+            adds["active"] = -1
+        if new.status == JobStatus.COMPLETED and new.started_at and new.finished_at:
+            adds["duration_ms"] = int((new.finished_at - new.started_at).total_seconds() * 1000)
+        names = {f"#c{i}": name for i, name in enumerate(adds)}
+        values = {f":c{i}": {"N": str(v)} for i, v in enumerate(adds.values())}
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {PK: {"S": OWNER_COUNTER_PREFIX + new.owner}},
+            "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if becomes_active and max_active is not None:
+            update["ConditionExpression"] = "attribute_not_exists(active) OR active < :max_active"
+            update["ExpressionAttributeValues"] = values | {":max_active": {"N": str(max_active)}}
+        return update
+
+    def _transact(self, put: dict[str, Any], *updates: dict[str, Any]) -> None:
+        items = [{"Put": put}] + [u if "Update" in u else {"Update": u} for u in updates]
+        client("dynamodb").transact_write_items(TransactItems=items)
 
 
 def _next_version(current: Job, to: JobStatus) -> Job:
@@ -380,6 +485,19 @@ def _close_attempt(job: Job) -> None:
             error=job.error,
         )
     )
+
+
+def _job_of(item: dict[str, Any]) -> Job:
+    item.pop(OWNER_STATUS, None)  # an index key, derived from owner and status
+    return Job.model_validate(item)
+
+
+def _failed_items(exc: Exception) -> set[int]:
+    """The positions of a cancelled transaction's items whose condition failed."""
+    if error_code(exc) != "TransactionCanceledException":
+        return set()
+    reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+    return {i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
 
 
 def _lost_race(exc: Exception) -> bool:

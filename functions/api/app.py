@@ -8,13 +8,13 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
+from shared import auth, idempotency, jobs, webhooks
 from shared import health as health_checks
-from shared import idempotency, jobs, webhooks
-from shared.errors import InvalidParameter, ServiceError
+from shared.errors import InvalidParameter, QuotaExceeded, ServiceError
 from shared.http_input import StrictRequestValidation
 from shared.models import GenerateRequest, JobStatus, WebhookEvent
 from shared.observability import logger, metrics, tracer
@@ -50,7 +50,8 @@ IdempotencyKey = Annotated[
     ),
 ]
 ERROR_DESCRIPTIONS = {
-    401: "Signature missing, invalid or stale",
+    401: "API key missing, malformed, unknown or revoked (the webhook: signature missing, invalid or stale)",
+    429: "Over the key's quota: ACTIVE_JOBS_LIMIT or RATE_LIMITED; wait `Retry-After` seconds",
     404: "No such job",
     409: "Not possible in the job's current status, or the same Idempotency-Key is still in progress",
     413: "Body larger than the API accepts",
@@ -59,17 +60,6 @@ ERROR_DESCRIPTIONS = {
     500: "Unexpected error on our side; details are in the logs only",
     503: "Not queued: the job was marked failed, submit it again later",
 }
-# Deployed, every route but the provider webhook needs an IAM SigV4 signature (infra/constructs/api.py).
-SIGV4 = "sigv4"
-SECURITY_SCHEMES = {
-    SIGV4: APIKey(
-        name="Authorization",
-        in_=APIKeyIn.header,
-        description="AWS Signature Version 4 of an IAM principal with execute-api:Invoke (e.g. `curl --aws-sigv4`)",
-        openapi_extensions={"x-amazon-apigateway-authtype": "awsSigv4"},
-    )
-}
-SIGNED = [{SIGV4: []}]
 
 
 def responses(success: int, description: str, *errors: int) -> dict:
@@ -84,13 +74,27 @@ def responses(success: int, description: str, *errors: int) -> dict:
     return documented
 
 
+# Client apps send an API key (the authorizer checks it); operators sign with SigV4 (IAM) on
+# /admin/v1/<route>. Either one: every route but the provider webhook needs one when deployed.
+SIGV4 = "sigv4"
+SECURITY_SCHEMES = {
+    "apiKey": HTTPBearer(description="An API key from `make api-key NAME=...` (mg_...)"),
+    SIGV4: APIKey(
+        name="Authorization",
+        in_=APIKeyIn.header,
+        description="AWS Signature Version 4 of an IAM principal with execute-api:Invoke, on /admin/v1/<route>",
+        openapi_extensions={"x-amazon-apigateway-authtype": "awsSigv4"},
+    ),
+}
+SIGNED = [{"apiKey": []}, {SIGV4: []}]
+
 app = APIGatewayHttpResolver(enable_validation=True)
 # Powertools' validation always runs first in a route's chain: ours extends it (JSON-only bodies,
 # parsed strictly; unknown query parameters refused).
 app._request_validation_middleware = StrictRequestValidation()
 app.configure_openapi(title=TITLE, version=VERSION, description=DESCRIPTION, security_schemes=SECURITY_SCHEMES)
 # The Swagger UI assets are inlined (works offline); gzip keeps the 1.7 MB page small on the wire.
-app.enable_swagger(path="/docs", compress=True)
+app.enable_swagger(path="/docs", compress=True, persist_authorization=True)
 
 
 @app.post(
@@ -103,7 +107,10 @@ app.enable_swagger(path="/docs", compress=True)
 def generate(request: GenerateRequest, idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     """Accept a generation job. Answers once the job is stored and queued."""
     body = request.model_dump(mode="json", exclude_unset=True)
-    answer = idempotency.once(idempotency_key, "generate", body, lambda: _json(JobAccepted.of(jobs.submit(request))))
+    caller = _caller()
+    answer = idempotency.once(
+        idempotency_key, "generate", body, lambda: _json(JobAccepted.of(jobs.submit(request, caller))), caller.owner
+    )
     return _accepted(JobAccepted.model_validate(answer))
 
 
@@ -115,7 +122,7 @@ def generate(request: GenerateRequest, idempotency_key: IdempotencyKey = None) -
 )
 def job_status(job_id: JobId) -> JobStatusView:
     """Status and progress (0-100) of a job: cheap, for polling."""
-    job = store().get(job_id)
+    job = store().get(job_id, _caller().scope)
     return JobStatusView.of(job, jobs.queue_estimate(job))
 
 
@@ -124,7 +131,7 @@ def job_status(job_id: JobId) -> JobStatusView:
 )
 def job_detail(job_id: JobId) -> JobDetail:
     """Everything about a job, with presigned download URLs of its outputs."""
-    job = store().get(job_id)
+    job = store().get(job_id, _caller().scope)
     return JobDetail.of(job, jobs.queue_estimate(job))
 
 
@@ -133,9 +140,10 @@ def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
     cursor: Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page")] = None,
+    owner: Annotated[str | None, Query(max_length=128, description="Operators (/admin/v1) only: one owner's")] = None,
 ) -> JobPage:
-    """Jobs, newest first, one page at a time."""
-    page, next_cursor = store().list_jobs(status=status, limit=limit, cursor=cursor)
+    """The caller's jobs, newest first, one page at a time."""
+    page, next_cursor = store().list_jobs(status=status, limit=limit, cursor=cursor, owner=_scope(owner))
     return JobPage(jobs=[JobSummary.of(job) for job in page], next_cursor=next_cursor)
 
 
@@ -147,7 +155,7 @@ def list_jobs(
 )
 def cancel_job(job_id: JobId) -> JobStatusView:
     """Cancel a pending or processing job."""
-    return JobStatusView.of(jobs.cancel(job_id))
+    return JobStatusView.of(jobs.cancel(job_id, _caller().scope))
 
 
 @app.post(
@@ -160,11 +168,13 @@ def cancel_job(job_id: JobId) -> JobStatusView:
 def retry_job(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     """Run a failed or cancelled job again, as a new attempt of the same job."""
 
+    caller = _caller()
+
     def new_attempt() -> dict:
-        job = jobs.retry(job_id)
+        job = jobs.retry(job_id, caller)
         return _json(JobAccepted.of(job, message=f"Attempt {job.attempt} accepted"))
 
-    answer = idempotency.once(idempotency_key, "retry", {"job_id": job_id}, new_attempt)
+    answer = idempotency.once(idempotency_key, "retry", {"job_id": job_id}, new_attempt, caller.owner)
     return _accepted(JobAccepted.model_validate(answer))
 
 
@@ -200,9 +210,11 @@ def replicate_webhook(
 
 
 @app.get(f"{API_PREFIX}/stats", responses=responses(200, "The counters"), operation_id="getStats", security=SIGNED)
-def stats() -> Stats:
-    """Jobs per status, success rate and mean duration (read from counters: constant cost)."""
-    return Stats.of(store().stats())
+def stats(
+    owner: Annotated[str | None, Query(max_length=128, description="Operators (/admin/v1) only: one owner's")] = None,
+) -> Stats:
+    """The caller's jobs per status, success rate and mean duration (read from counters: constant cost)."""
+    return Stats.of(store().stats(_scope(owner)))
 
 
 @app.get(
@@ -280,6 +292,8 @@ def service_error(exc: ServiceError) -> Response:
     if isinstance(exc, InvalidParameter):
         error = FieldError(field=exc.field, location=exc.location, message=exc.reason)
         return _error(422, exc.code, exc.message, [error])
+    if isinstance(exc, QuotaExceeded):
+        return _error(429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)})
     return _error(exc.status_code, exc.code, exc.message)
 
 
@@ -311,11 +325,27 @@ def _field_error(error: dict) -> FieldError:
     return FieldError(field=".".join(path) or location, location=location, message=message)
 
 
-def _error(status: int, code: str, detail: str, errors: list[FieldError] | None = None) -> Response:
+def _error(
+    status: int, code: str, detail: str, errors: list[FieldError] | None = None, headers: dict | None = None
+) -> Response:
     body = ErrorBody(code=code, detail=detail, errors=errors, request_id=_request_id())
     return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json(exclude_none=True)
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump_json(exclude_none=True),
+        headers=headers,
     )
+
+
+def _caller() -> auth.Caller:
+    """Who is calling (401 without a valid key where keys are required)."""
+    return auth.caller_of(app.current_event.raw_event)
+
+
+def _scope(owner: str | None) -> str | None:
+    """Whose jobs a listing shows: the caller's; an operator's choice (None: everyone's)."""
+    caller = _caller()
+    return owner if caller.operator else caller.scope
 
 
 def _request_id() -> str | None:
@@ -343,4 +373,4 @@ def _accepted(body: JobAccepted) -> Response[JobAccepted]:
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
     idempotency.register_lambda_context(context)
-    return app.resolve(event, context)
+    return app.resolve(auth.admin_as_api(event), context)

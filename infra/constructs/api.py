@@ -1,5 +1,7 @@
 """HTTP API (API Gateway v2) in front of the api function: every route of functions/api/app.py,
-IAM-authenticated (SigV4) by default, throttled, with JSON access logs.
+throttled, with JSON access logs. The /api/v1 routes take API keys (a Lambda REQUEST authorizer,
+simple responses, cached KEY_CACHE_SECONDS per Authorization header); the rest is IAM-signed,
+including the operators' way in, /admin/v1/{proxy+} (every /api/v1 route, over every owner).
 
 Why IAM rather than JWT: it needs no identity provider to deploy or to call (any IAM user or role
 with execute-api:Invoke, e.g. `curl --aws-sigv4`), and access is granted and revoked with the rest
@@ -11,11 +13,11 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
+from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer, HttpLambdaAuthorizer, HttpLambdaResponseType
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
@@ -38,6 +40,10 @@ ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (GET, "/docs"),
     (GET, "/openapi.json"),
 )
+# Operators (IAM): the api function serves /admin/v1/<route> as /api/v1/<route>, unscoped.
+ADMIN_ROUTE = (apigw.HttpMethod.ANY, "/admin/v1/{proxy+}")
+# How long API Gateway caches a key's answer: a revoked key stops working within this.
+KEY_CACHE_SECONDS = 60
 # The path the worker gives the provider for its webhooks (shared/schemas.py).
 WEBHOOK_ROUTE = (POST, WEBHOOK_PATH)
 STAGE = "$default"
@@ -58,6 +64,22 @@ ACCESS_LOG_FORMAT = {
 }
 
 
+CORS_HEADERS = ["authorization", "content-type", "idempotency-key"]
+
+
+def cors(origins: tuple[str, ...]) -> apigw.CorsPreflightOptions | None:
+    """CORS at the API Gateway level, for the allowed origins only (off when there are none)."""
+    if not origins:
+        return None
+    return apigw.CorsPreflightOptions(
+        allow_origins=list(origins),
+        allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
+        allow_headers=CORS_HEADERS,
+        expose_headers=["location", "retry-after"],
+        max_age=Duration.hours(1),
+    )
+
+
 class Api(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
         super().__init__(scope, id)
@@ -68,6 +90,7 @@ class Api(Construct):
             api_name=config.prefix,
             description="Media generation API (IAM-authenticated)",
             default_authorizer=HttpIamAuthorizer(),
+            cors_preflight=cors(config.cors_allowed_origins),
             # Our own stage below, for throttling and access logs.
             create_default_stage=False,
         )
@@ -93,10 +116,23 @@ class Api(Construct):
         Depends on the API resource only, so functions can know it without a dependency cycle."""
         return self.http_api.api_endpoint
 
-    def route_to(self, handler: lambda_.IFunction) -> None:
+    def route_to(self, handler: lambda_.IFunction, authorizer: lambda_.IFunction) -> None:
         integration = HttpLambdaIntegration("ApiFunction", handler)
+        keys = HttpLambdaAuthorizer(
+            "KeyAuthorizer",
+            authorizer,
+            authorizer_name="api-key",
+            response_types=[HttpLambdaResponseType.SIMPLE],
+            identity_source=["$request.header.Authorization"],
+            results_cache_ttl=Duration.seconds(KEY_CACHE_SECONDS),
+        )
         for method, path in ROUTES:
-            self.http_api.add_routes(path=path, methods=[method], integration=integration)
+            by_key = path.startswith("/api/v1/")
+            self.http_api.add_routes(
+                path=path, methods=[method], integration=integration, **({"authorizer": keys} if by_key else {})
+            )
+        method, path = ADMIN_ROUTE
+        self.http_api.add_routes(path=path, methods=[method], integration=integration)
         method, path = WEBHOOK_ROUTE
         (webhook,) = self.http_api.add_routes(
             path=path, methods=[method], integration=integration, authorizer=apigw.HttpNoneAuthorizer()

@@ -9,6 +9,7 @@ from constructs import Construct
 from infra import spec
 from infra.config import Config
 from infra.constructs import removal_policy
+from shared.auth import KEY_ITEM_PREFIX
 from shared.idempotency import KEY_PREFIX as IDEMPOTENCY_PREFIX
 
 
@@ -68,6 +69,16 @@ class JobsStore(Construct):
                 actions=["dynamodb:DeleteItem"],
                 resources=[self.table.table_arn],
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{IDEMPOTENCY_PREFIX}#*"]}},
+            )
+        )
+
+    def grant_key_reads(self, grantee: iam.IGrantable) -> None:
+        """The key authorizer: GetItem on API key items (`apikey#<hash>`) only, never a job."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem"],
+                resources=[self.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{KEY_ITEM_PREFIX}*"]}},
             )
         )
 

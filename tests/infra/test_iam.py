@@ -18,7 +18,7 @@ from .conftest import Synthesis, Synthesized
 from .workflow_helpers import token_text
 
 HASH = r"[0-9A-F]{8}"
-FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier)FunctionRole{HASH}"
+FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier|Authorizer)FunctionRole{HASH}"
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,7 @@ CAPABILITY_ACTIONS = {
     "jobs:write": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"},
     "jobs:idempotency": {"dynamodb:DeleteItem"},
     "jobs:list": {"dynamodb:Query", "dynamodb:BatchGetItem"},
+    "keys:read": {"dynamodb:GetItem"},
     "queue:send": {"sqs:SendMessage"},
     "queue:consume": {
         "sqs:ReceiveMessage",
@@ -291,4 +292,19 @@ def test_the_api_may_delete_only_idempotency_records(dev: Synthesized) -> None:
     ]
     assert [s.get("Condition") for s in deletes] == [
         {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["idempotency#*"]}}
+    ]
+
+
+def test_the_authorizer_may_read_only_key_items(dev: Synthesized) -> None:
+    role = next(r for r in dev.resources("AWS::IAM::Role") if r.startswith("AuthorizerFunctionRole"))
+    reads = [g for g in grants(dev) if g.owner == role and "dynamodb:GetItem" in g.actions]
+    statements = [
+        s
+        for r in dev.json["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy"
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if listed(s["Action"]) == ["dynamodb:GetItem"]
+    ]
+    assert reads and [s.get("Condition") for s in statements] == [
+        {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["apikey#*"]}}
     ]

@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from infra import spec
-from infra.constructs.api import ROUTES, WEBHOOK_ROUTE
+from infra.constructs.api import ADMIN_ROUTE, ROUTES, WEBHOOK_ROUTE
 from infra.constructs.functions import ARCHITECTURE, RUNTIME
 from shared.storage import OUTPUTS_PREFIX
 
@@ -248,12 +248,20 @@ def test_every_route_of_the_api_function_is_deployed_and_authenticated(dev: Synt
     served = {f"{route.method} {route.openapi_path}" for route in app._static_routes + app._dynamic_routes}
     routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in dev.resources("AWS::ApiGatewayV2::Route").values()}
     webhook = f"{WEBHOOK_ROUTE[0].value} {WEBHOOK_ROUTE[1]}"
-    assert set(routes) == served
-    assert set(routes) == {f"{m.value} {p}" for m, p in ROUTES} | {webhook}
+    admin = f"{ADMIN_ROUTE[0].value} {ADMIN_ROUTE[1]}"
+    assert set(routes) - {admin} == served
+    assert set(routes) == {f"{m.value} {p}" for m, p in ROUTES} | {webhook, admin}
+    [authorizer] = dev.resources("AWS::ApiGatewayV2::Authorizer").values()
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    assert authorizer["Properties"]["EnableSimpleResponses"] is True
+    assert authorizer["Properties"]["IdentitySource"] == ["$request.header.Authorization"]
+    assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 60
     for key, route in routes.items():
         if key == webhook:
             # Authenticated by the provider's signature, checked in the function.
             assert route["AuthorizationType"] == "NONE"
+        elif key.split(" ")[1].startswith("/api/v1/"):
+            assert route["AuthorizationType"] == "CUSTOM", key  # the API key authorizer
         else:
             assert route["AuthorizationType"] == "AWS_IAM", key
 
@@ -407,3 +415,24 @@ def test_nothing_billed_by_the_hour(each_stage: Synthesized) -> None:
     assert not types & hourly
     for resource in each_stage.resources("AWS::Lambda::Function").values():
         assert "ReservedConcurrentExecutions" not in resource["Properties"]
+
+
+def test_cors_is_off_by_default_and_an_allowlist_when_set(dev: Synthesized) -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk.assertions import Template
+
+    from infra.config import Config
+    from infra.constructs.api import Api
+
+    [(_, http_api)] = dev.resources("AWS::ApiGatewayV2::Api").items()
+    assert "CorsConfiguration" not in http_api["Properties"]
+    origins = "https://app.example.com,https://admin.example.com"
+    config = Config.from_context(lambda key: origins if key == "corsAllowedOrigins" else None)
+    stack = Stack(App(), "CorsCheck")
+    Api(stack, "Api", config=config)
+    [cors] = [
+        r["Properties"]["CorsConfiguration"]
+        for r in Template.from_stack(stack).find_resources("AWS::ApiGatewayV2::Api").values()
+    ]
+    assert cors["AllowOrigins"] == ["https://app.example.com", "https://admin.example.com"]
+    assert "authorization" in cors["AllowHeaders"] and cors["MaxAge"] == 3600

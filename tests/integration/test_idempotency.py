@@ -80,10 +80,10 @@ def test_a_concurrent_duplicate_gets_409_while_the_first_is_in_flight(api, monke
     entered, release = threading.Event(), threading.Event()
     real_submit = jobs.submit
 
-    def slow_submit(request):
+    def slow_submit(request, *args):
         entered.set()
         assert release.wait(10)
-        return real_submit(request)
+        return real_submit(request, *args)
 
     monkeypatch.setattr(jobs, "submit", slow_submit)
     headers, body = key(), {"prompt": unique_prompt("concurrent")}
@@ -109,11 +109,11 @@ def test_a_failed_submit_leaves_the_key_free_for_a_retry(api, monkeypatch):
 
     real_submit, calls = jobs.submit, []
 
-    def flaky(request):
+    def flaky(request, *args):
         calls.append(request)
         if len(calls) == 1:
             raise QueueUnavailable("Could not queue the job")
-        return real_submit(request)
+        return real_submit(request, *args)
 
     monkeypatch.setattr(jobs, "submit", flaky)
     headers, body = key(), {"prompt": unique_prompt("flaky")}

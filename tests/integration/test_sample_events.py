@@ -35,6 +35,11 @@ def run_generate(job_id: str) -> None:
 # event file -> (function, set-up for the job the event names, check of the reply)
 CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, Any], None]]] = {
     "api/health.json": ("api", None, lambda r, j, e: r["statusCode"] == 200 or pytest.fail(r)),
+    "authorizer/request-unknown-key.json": (
+        "authorizer",
+        None,
+        lambda r, j, e: r == {"isAuthorized": True, "context": {"denied": "unknown"}} or pytest.fail(str(r)),
+    ),
     "api/generate.json": ("api", None, lambda r, j, e: body(r)["status"] == "pending" or pytest.fail(r)),
     "api/generate-invalid.json": (
         "api",

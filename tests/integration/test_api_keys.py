@@ -1,0 +1,179 @@
+"""API keys on the emulation with API_AUTH=keys: the local gateway runs the deployed authorizer's
+code; ownership on every route, quotas hit and released, refused requests store nothing."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, unique_prompt, wait_for
+
+
+@pytest.fixture
+def keys(configure, api):
+    configure(API_AUTH="keys", MOCK_GENERATION_SECONDS="0.5")
+    from shared import auth
+
+    def make(name: str | None = None, **limits) -> tuple[str, dict[str, str]]:
+        name = name or unique_prompt("owner").replace(" ", "-")
+        key = auth.create_key(name, limits.get("max_active_jobs"), limits.get("max_submits_per_minute"))
+        return name, {"Authorization": f"Bearer {key}"}
+
+    return make
+
+
+def table_items(prefix: str) -> list[dict]:
+    from shared.aws import client
+    from shared.settings import get_settings
+
+    items = client("dynamodb").scan(TableName=get_settings().jobs_table_name)["Items"]  # test-only scan
+    return [i for i in items if json.dumps(i).find(prefix) >= 0]
+
+
+def test_requests_without_a_valid_key_get_401_and_store_nothing(api: httpx.Client, keys) -> None:
+    from shared import auth
+
+    name, good = keys()
+    prompt = unique_prompt("refused")
+    assert api.post("/api/v1/generate", json={"prompt": prompt}).status_code == 401  # gateway: no header
+    for header in ("Basic abc", "Bearer nope", "Bearer mg_unknown"):
+        response = api.post("/api/v1/generate", json={"prompt": prompt}, headers={"Authorization": header})
+        assert response.status_code == 401, response.text
+        assert response.json()["code"] == "UNAUTHORIZED"
+    assert auth.revoke_keys(name) == 1
+    response = api.post("/api/v1/generate", json={"prompt": prompt}, headers=good)
+    assert response.status_code == 401 and response.json()["code"] == "UNAUTHORIZED"
+    assert table_items(prompt) == []
+    assert api.get("/health").status_code == 200  # public
+
+
+def test_each_owner_sees_only_its_own_jobs(api: httpx.Client, keys) -> None:
+    _, alice = keys()
+    _, bob = keys()
+    response = api.post("/api/v1/generate", json={"prompt": unique_prompt("alice")}, headers=alice)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    for path in (f"/api/v1/jobs/{job_id}", f"/api/v1/status/{job_id}"):
+        assert api.get(path, headers=alice).status_code == 200
+        assert api.get(path, headers=bob).status_code == 404
+    for action in ("cancel", "retry"):
+        assert api.post(f"/api/v1/jobs/{job_id}/{action}", headers=bob).status_code == 404
+    assert [j["job_id"] for j in api.get("/api/v1/jobs", headers=alice).json()["jobs"]] == [job_id]
+    assert api.get("/api/v1/jobs", headers=bob).json()["jobs"] == []
+    assert api.get("/api/v1/jobs?status=pending", headers=bob).json()["jobs"] == []
+    assert api.get("/api/v1/stats", headers=bob).json()["total_jobs"] == 0
+    assert api.get("/api/v1/stats", headers=alice).json()["total_jobs"] == 1
+
+
+def test_active_jobs_quota_is_atomic_and_released_by_cancel_and_failure(api: httpx.Client, keys, emulator, faults):
+    from shared.errors import PermanentError
+
+    _, alice = keys(max_active_jobs=10)
+    prompt = unique_prompt("quota")
+    faults.script(prompt, PermanentError("scripted failure"))
+    with emulator.dispatch_paused():
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            answers = list(
+                pool.map(
+                    lambda n: api.post(
+                        "/api/v1/generate", json={"prompt": prompt if n == 0 else f"{prompt} {n}"}, headers=alice
+                    ),
+                    range(50),
+                )
+            )
+        codes = sorted(a.status_code for a in answers)
+        assert codes.count(202) == 10 and codes.count(429) == 40, codes
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.json()["code"] == "ACTIVE_JOBS_LIMIT" and int(refused.headers["retry-after"]) >= 1
+        assert len(api.get("/api/v1/jobs?limit=100", headers=alice).json()["jobs"]) == 10
+        accepted = [a.json()["job_id"] for a in answers if a.status_code == 202]
+        # A cancel releases one place.
+        assert api.post(f"/api/v1/jobs/{accepted[-1]}/cancel", headers=alice).status_code == 200
+        assert api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=alice).status_code == 202
+        assert api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=alice).status_code == 429
+    # Once the jobs end (one of them failed), the quota is free again.
+    wait_for(
+        lambda: api.get("/api/v1/stats", headers=alice).json()["by_status"]["pending"] == 0, timeout=60, what="drain"
+    )
+    wait_for(
+        lambda: api.get("/api/v1/stats", headers=alice).json()["by_status"]["processing"] == 0, timeout=60, what="drain"
+    )
+    assert api.get("/api/v1/stats", headers=alice).json()["by_status"]["failed"] >= 1
+    assert api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=alice).status_code == 202
+
+
+def test_submit_rate_limit(api: httpx.Client, keys) -> None:
+    _, carol = keys(max_submits_per_minute=3, max_active_jobs=100)
+    codes = [api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=carol) for _ in range(5)]
+    assert [c.status_code for c in codes][:3] == [202, 202, 202]
+    limited = [c for c in codes if c.status_code == 429]
+    assert limited and limited[0].json()["code"] == "RATE_LIMITED" and 1 <= int(limited[0].headers["retry-after"]) <= 60
+
+
+def test_authorizer_on_sample_events(keys) -> None:
+    from functions.authorizer.app import handler
+    from local.lambdas import LambdaContext
+
+    event = json.loads((ROOT / "events" / "authorizer" / "request-unknown-key.json").read_text())
+    assert handler(event, LambdaContext("api")) == {"isAuthorized": True, "context": {"denied": "unknown"}}
+    name, headers = keys(max_active_jobs=3)
+    event["headers"]["authorization"] = event["identitySource"][0] = headers["Authorization"]
+    answer = handler(event, LambdaContext("api"))
+    assert answer["isAuthorized"] and answer["context"]["owner"] == name and answer["context"]["max_active_jobs"] == 3
+    assert headers["Authorization"].split()[1] not in json.dumps(table_items(name))  # stored as its hash only
+
+
+def test_operators_see_every_owner_through_admin_routes(api: httpx.Client, keys, emulator) -> None:
+    from tests.conftest import load_event
+
+    name, alice = keys()
+    job_id = api.post("/api/v1/generate", json={"prompt": unique_prompt("admin")}, headers=alice).json()["job_id"]
+    event = load_event("api/list-jobs.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/admin/v1/jobs"
+    event["queryStringParameters"], event["rawQueryString"] = {"owner": name}, f"owner={name}"
+    event["requestContext"]["authorizer"] = {"iam": {"userArn": "arn:aws:iam::123456789012:user/ops"}}
+    reply = emulator.runtime.invoke("api", event)
+    assert reply["statusCode"] == 200, reply
+    assert [j["job_id"] for j in json.loads(reply["body"])["jobs"]] == [job_id]
+    event["requestContext"].pop("authorizer")  # not signed: no such route
+    assert emulator.runtime.invoke("api", event)["statusCode"] in (401, 404)
+
+
+def test_make_api_key_commands(emulator, capsys, monkeypatch) -> None:
+    from ops import api_keys
+
+    monkeypatch.setenv("EMULATOR_PORT", emulator.endpoint.rsplit(":", 1)[1])
+    name = unique_prompt("ops").replace(" ", "-")
+    assert api_keys.main(["create", name]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("mg_") and len(key) > 40
+    assert api_keys.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert name in listed and key not in listed
+    assert api_keys.main(["revoke", name]) == 0
+    capsys.readouterr()
+    api_keys.main(["list"])
+    [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if name in line]
+    assert entry["state"] == "revoked"
+
+
+def test_cors_only_for_allowed_origins(api: httpx.Client, configure) -> None:
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in api.options("/api/v1/generate", headers=preflight).headers  # off
+    configure(CORS_ALLOWED_ORIGINS="https://app.example.com")
+    answer = api.options("/api/v1/generate", headers=preflight)
+    assert answer.status_code == 204 and answer.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in answer.headers["access-control-allow-headers"]
+    assert api.get("/health", headers={"Origin": "https://app.example.com"}).headers["access-control-allow-origin"]
+    assert "access-control-allow-origin" not in api.get("/health", headers={"Origin": "https://evil.example"}).headers
+
+
+def test_openapi_declares_both_security_schemes(api: httpx.Client) -> None:
+    document = api.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {"type": "http", "scheme": "bearer", "description": schemes["apiKey"]["description"]}
+    assert schemes["sigv4"]["type"] == "apiKey" and schemes["sigv4"]["in"] == "header"
+    assert document["security"] == [{"apiKey": []}, {"sigv4": []}]
