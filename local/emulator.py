@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from infra import spec
-from local.event_sources import ExecutionStatusEvents, SqsEventSource
+from local.event_sources import ExecutionStatusEvents, SqsEventSource, execution_ended
 from local.gateway import Gateway
 from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
 from shared.aws import client, reset_clients
@@ -100,6 +100,7 @@ class Emulator:
         self._server.start()
         self._configure_moto()
         self._patch_moto_callback_race()
+        self._report_execution_ends()
         self._roll_back_transactions_by_item()  # first: its backup must be taken under the write lock
         self._serialize_dynamodb_writes()
         self._route_lambda_invokes()
@@ -195,6 +196,24 @@ class Emulator:
 
             setattr(DynamoDBBackend, name, serialized)
         DynamoDBBackend._writes_serialized = True
+
+    def _report_execution_ends(self) -> None:
+        """Tell the emulated EventBridge rule when an execution ends (where moto records its status)."""
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication as comm
+
+        if getattr(comm, "_reports_ends", False):
+            return
+        original = comm.terminated
+
+        def terminated(self: Any) -> None:
+            original(self)
+            try:
+                execution_ended(self.execution.to_describe_output())
+            except Exception:
+                log.exception("could not report the end of an execution")
+
+        comm.terminated = terminated
+        comm._reports_ends = True
 
     def _roll_back_transactions_by_item(self) -> None:
         """moto backs up every table a transaction touches with a deep copy of the whole table, so

@@ -3,9 +3,12 @@ invocations never share a resolver, a batch processor or logger keys (one event 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from local.emulator import Emulator
 from local.gateway import http_api_event
@@ -61,7 +64,6 @@ def test_a_transaction_neither_copies_the_table_nor_keeps_copies_but_still_rolls
     200 jobs); the emulation backs up the items a transaction names, and rolls those back."""
     import gc
 
-    import pytest
     from botocore.exceptions import ClientError
     from moto.dynamodb.models import dynamodb_backends
     from moto.dynamodb.models.dynamo_type import Item
@@ -96,3 +98,32 @@ def test_a_transaction_neither_copies_the_table_nor_keeps_copies_but_still_rolls
         dynamodb.delete_item(TableName=name, Key={"pk": {"S": f"{prefix}-a{i}"}})
         dynamodb.delete_item(TableName=name, Key={"pk": {"S": f"{prefix}-b{i}"}})
     dynamodb.delete_item(TableName=name, Key={"pk": {"S": f"{prefix}-kept"}})
+
+
+def test_an_ended_execution_reaches_the_finalizer_without_listing_every_execution(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status-change rule was emulated by listing and describing every execution ever run,
+    every 0.5 s (O(n) per poll under a burst); moto now reports each execution's end."""
+    from moto.stepfunctions.models import StepFunctionBackend
+
+    from shared.aws import client
+    from tests.conftest import wait_for
+
+    def no_listing(*_: object, **__: object) -> None:
+        raise AssertionError("the emulated rule listed executions")
+
+    delivered: list[dict] = []
+    monkeypatch.setattr(StepFunctionBackend, "list_executions", no_listing)
+    monkeypatch.setattr(emulator.execution_events, "_deliver", lambda e: delivered.append(e) or True)
+    assert emulator.resources
+    sfn = client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=emulator.resources.state_machine_arn,
+        name=unique_prompt("ended").replace(" ", "-")[:60],
+        input=json.dumps({"job_id": "not-a-job", "attempt": 1}),
+    )["executionArn"]
+    with contextlib.suppress(sfn.exceptions.ClientError):  # it soon fails on its own (no such job)
+        sfn.stop_execution(executionArn=arn, error="Test", cause="stopped by the test")
+    [execution] = wait_for(lambda: [e for e in delivered if e["executionArn"] == arn], what="the status event")
+    assert execution["status"] in ("ABORTED", "FAILED")
