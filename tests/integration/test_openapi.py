@@ -51,12 +51,14 @@ def test_every_error_response_is_the_error_body(document):
     assert {"202", "413", "415", "503"} <= set(generate)
 
 
-def test_sigv4_is_required_everywhere_but_the_webhook(document):
-    scheme = document["components"]["securitySchemes"]["sigv4"]
-    assert scheme["type"] == "apiKey" and scheme["in"] == "header" and scheme["name"] == "Authorization"
-    assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
+def test_a_key_or_sigv4_is_required_everywhere_but_the_webhook(document):
+    schemes = document["components"]["securitySchemes"]
+    sigv4, bearer = schemes["sigv4"], schemes["apiKey"]
+    assert sigv4["type"] == "apiKey" and sigv4["in"] == "header" and sigv4["name"] == "Authorization"
+    assert sigv4["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert bearer["type"] == "http" and bearer["scheme"] == "bearer"
     for path, method, operation in operations(document):
-        expected = None if path == WEBHOOK else [{"sigv4": []}]
+        expected = None if path == WEBHOOK else [{"apiKey": []}, {"sigv4": []}]
         assert operation.get("security") == expected, (method, path)
 
 
