@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from infra import spec
-from local.event_sources import ExecutionStatusEvents, SqsEventSource
+from local.event_sources import ExecutionStatusEvents, SqsEventSource, execution_ended
 from local.gateway import Gateway
 from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
 from shared.aws import client, reset_clients
@@ -100,6 +100,8 @@ class Emulator:
         self._server.start()
         self._configure_moto()
         self._patch_moto_callback_race()
+        self._report_execution_ends()
+        self._roll_back_transactions_by_item()  # first: its backup must be taken under the write lock
         self._serialize_dynamodb_writes()
         self._route_lambda_invokes()
         self.resources = self._create_resources()
@@ -194,6 +196,79 @@ class Emulator:
 
             setattr(DynamoDBBackend, name, serialized)
         DynamoDBBackend._writes_serialized = True
+
+    def _report_execution_ends(self) -> None:
+        """Tell the emulated EventBridge rule when an execution ends (where moto records its status)."""
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication as comm
+
+        if getattr(comm, "_reports_ends", False):
+            return
+        original = comm.terminated
+
+        def terminated(self: Any) -> None:
+            original(self)
+            try:
+                execution_ended(self.execution.to_describe_output())
+            except Exception:
+                log.exception("could not report the end of an execution")
+
+        comm.terminated = terminated
+        comm._reports_ends = True
+
+    def _roll_back_transactions_by_item(self) -> None:
+        """moto backs up every table a transaction touches with a deep copy of the whole table, so
+        each submit (one transaction) costs O(table) CPU and memory, and the copies outlive the call
+        (1.2 GB after 200 jobs). Back up only the items the transaction names, and restore those."""
+        from moto.dynamodb import models as dynamodb_models
+        from moto.dynamodb.models import DynamoDBBackend
+        from moto.dynamodb.models.table import Table
+
+        if getattr(DynamoDBBackend, "_item_rollback", False):
+            return
+
+        class _TableAsIs:  # moto's `copy` during a transaction: a Table is "copied" as itself
+            @staticmethod
+            def deepcopy(obj: Any, *args: Any) -> Any:
+                import copy
+
+                return obj if isinstance(obj, Table) else copy.deepcopy(obj, *args)
+
+            def __getattr__(self, name: str) -> Any:
+                import copy
+
+                return getattr(copy, name)
+
+        dynamodb_models.copy = _TableAsIs()
+        original = DynamoDBBackend.transact_write_items
+
+        def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+            backups = []
+            for entry in transact_items:
+                for op in entry.values():
+                    if "TableName" not in op or op["TableName"] not in backend.tables:
+                        continue
+                    table = backend.tables[op["TableName"]]
+                    attrs = op.get("Key") or op.get("Item") or {}
+                    key = {k: attrs[k] for k in (table.hash_key_attr, table.range_key_attr) if k and k in attrs}
+                    try:
+                        hash_key, range_key = backend.get_keys_value(table, key)
+                        current = table.get_item(hash_key, range_key)
+                    except Exception:  # an invalid key: moto refuses the transaction before writing
+                        continue
+                    saved = current.to_json()["Attributes"] if current else None
+                    backups.append((table, hash_key, range_key, saved))
+            try:
+                return original(backend, transact_items)
+            except Exception:
+                for table, hash_key, range_key, saved in reversed(backups):
+                    if saved is None:
+                        table.delete_item(hash_key, range_key)
+                    else:
+                        table.put_item(saved)
+                raise
+
+        DynamoDBBackend.transact_write_items = transact_write_items
+        DynamoDBBackend._item_rollback = True
 
     def _route_lambda_invokes(self) -> None:
         import boto3

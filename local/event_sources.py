@@ -5,13 +5,16 @@
   `batchItemFailures` to reappear after the visibility timeout (the queue's redrive policy moves
   them to the DLQ after maxReceiveCount).
 - `ExecutionStatusEvents`: the EventBridge rule on "Step Functions Execution Status Change" for
-  executions that ended TIMED_OUT, FAILED or ABORTED, delivered to the finalizer.
+  executions that ended TIMED_OUT, FAILED or ABORTED, delivered to the finalizer. moto reports each
+  execution's end to `execution_ended` (hooked in local/emulator.py), so the cost is per ended
+  execution, not a listing of every execution ever run on each poll.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -24,6 +27,14 @@ from shared.aws import client
 log = logging.getLogger("local.event_sources")
 
 Invoke = Callable[[str, Any], Any]
+
+_execution_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+
+def execution_ended(execution: dict[str, Any]) -> None:
+    """Called by the emulation when an execution ends, with its DescribeExecution output."""
+    for listener in list(_execution_listeners):
+        listener(execution)
 
 
 class _Poller:
@@ -123,21 +134,32 @@ class ExecutionStatusEvents(_Poller):
     def __init__(self, invoke: Invoke, function: str, state_machine_arn: str) -> None:
         super().__init__()
         self.invoke, self.function, self.state_machine_arn = invoke, function, state_machine_arn
-        self._seen: set[str] = set()
+        self._ended: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def start(self) -> None:
+        _execution_listeners.append(self._on_end)
+        super().start()
+
+    def stop(self) -> None:
+        if self._on_end in _execution_listeners:
+            _execution_listeners.remove(self._on_end)
+        super().stop()
+
+    def _on_end(self, execution: dict[str, Any]) -> None:
+        if execution["status"] in self.STATUSES and execution["stateMachineArn"].startswith(self.state_machine_arn):
+            self._ended.put(execution)
 
     def poll_once(self) -> bool:
-        sfn = client("stepfunctions")
-        for status in self.STATUSES:
-            pages = sfn.get_paginator("list_executions").paginate(
-                stateMachineArn=self.state_machine_arn, statusFilter=status
-            )
-            for execution in (e for page in pages for e in page["executions"]):
-                if execution["executionArn"] not in self._seen:
-                    self._seen.add(execution["executionArn"])
-                    self._deliver(sfn.describe_execution(executionArn=execution["executionArn"]))
-        return False
+        try:
+            execution = self._ended.get(timeout=self.interval)
+        except queue.Empty:
+            return False
+        if not self._deliver(execution):
+            time.sleep(1)
+            self._ended.put(execution)  # EventBridge retries: so do we
+        return True
 
-    def _deliver(self, execution: dict[str, Any]) -> None:
+    def _deliver(self, execution: dict[str, Any]) -> bool:
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
@@ -159,5 +181,5 @@ class ExecutionStatusEvents(_Poller):
             self.invoke(self.function, json.loads(json.dumps(event, default=str)))
         except Exception:
             log.exception("%s failed on an execution status event", self.function)
-            self._seen.discard(execution["executionArn"])  # EventBridge retries: so do we
-            time.sleep(1)
+            return False
+        return True
