@@ -25,7 +25,7 @@ KEY_PREFIX = "mg_"
 KEY_ITEM_PREFIX = "apikey#"
 KEY_ENTITY = "apikey"
 ANONYMOUS = "anonymous"  # local API_AUTH=none: every caller
-OPERATOR = "operator"
+OPERATOR = "operator"  # an IAM caller whose principal the gateway did not name
 ADMIN_PREFIX = "/admin/v1/"
 API_PREFIX = "/api/v1/"
 
@@ -89,7 +89,9 @@ def caller_of(event: dict[str, Any]) -> Caller:
     """The caller of an api request, from what the authorizer (or IAM) put in its context."""
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if "iam" in authorizer:
-        return Caller(owner=OPERATOR, operator=True)
+        # Jobs an operator submits belong to its IAM principal, so they can be told apart by owner.
+        principal = (authorizer["iam"] or {}).get("userArn")
+        return Caller(owner=f"iam:{principal}" if principal else OPERATOR, operator=True)
     context = authorizer.get("lambda")
     if context is None:
         if get_settings().api_auth == "keys":

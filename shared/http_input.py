@@ -46,6 +46,8 @@ class StrictRequestValidation(OpenAPIRequestValidationMiddleware):
 
 def refuse_unknown_query_parameters(app) -> None:
     route = app.context["_route"]
+    if route.func.__module__.startswith("aws_lambda_powertools"):
+        return  # Powertools' own catch-all route of an unmatched path: that is a 404, not a 422
     known = {param.alias for param in route.dependant.query_params}
     unknown = sorted(set(app.current_event.query_string_parameters or {}) - known)
     if not unknown:
