@@ -84,8 +84,9 @@ def test_positions_count_down_and_etas_track_the_measured_wait(api, emulator, di
         eta = predicted[job_id]
         estimates.append((eta, round(measured, 2)))
     # Slack besides the 50%, for the first jobs: the dispatchers start side by side, each at its
-    # share of the rate, so neighbours in the queue start up to QUEUE_MAX_CONCURRENCY / RATE apart.
-    slack = spec.QUEUE.max_concurrency / RATE
+    # share of the rate, so neighbours in the queue start up to QUEUE_MAX_CONCURRENCY / RATE apart;
+    # and a standard queue delivers only roughly in order (neighbours swap): one place more.
+    slack = (spec.QUEUE.max_concurrency + 1) / RATE
     for eta, measured in estimates:
         assert abs(eta - measured) <= max(0.5 * measured, slack), estimates
 
