@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -171,6 +172,8 @@ class Gateway:
         """`authorizer(event)`: None for a route without one; else a simple response, whose
         context lands in requestContext.authorizer.lambda as API Gateway puts it."""
         gateway = self
+        self.served: Counter[int] = Counter()  # requests answered, by status code (e.g. for make fuzz)
+        self._served_lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -242,8 +245,9 @@ class Gateway:
         event["requestContext"]["authorizer"] = {"lambda": answer.get("context") or {}}
         return None
 
-    @staticmethod
-    def _respond(request: BaseHTTPRequestHandler, reply: dict[str, Any]) -> None:
+    def _respond(self, request: BaseHTTPRequestHandler, reply: dict[str, Any]) -> None:
+        with self._served_lock:
+            self.served[int(reply.get("statusCode", 200))] += 1
         body = reply.get("body") or ""
         data = base64.b64decode(body) if reply.get("isBase64Encoded") else body.encode()
         request.send_response(int(reply.get("statusCode", 200)))
