@@ -22,6 +22,7 @@ from PIL import Image
 from local.emulator import free_port
 from shared.errors import PermanentError
 from tests.conftest import unique_prompt
+from tests.integration.test_replicate import double, provider  # noqa: F401  (fixtures)
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but tab and newline
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -171,3 +172,27 @@ def test_ctrl_c_asks_whether_to_cancel(emulator, configure, answer, status, code
     job_id = re.search(rb"Cancel job ([0-9a-f-]{36})", screen).group(1).decode()
     os.close(leader)
     assert json.loads(run(emulator.gateway.url, "status", job_id, "--json").stdout)["status"] == status
+
+
+def test_generate_on_the_replicate_double_with_webhooks(emulator, provider, tmp_path):  # noqa: F811
+    provider("webhook")
+    done = run(
+        emulator.gateway.url,
+        "generate",
+        unique_prompt("cli replicate"),
+        "--model",
+        "black-forest-labs/flux-schnell",
+        "--width",
+        "512",
+        "--height",
+        "512",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
+
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["job"]["status"] == "completed" and answer["job"]["model"] == "black-forest-labs/flux-schnell"
+    [path] = answer["files"]
+    assert Path(path).name == f"{answer['job']['job_id']}_0.webp" and Image.open(path).format == "WEBP"
