@@ -173,10 +173,18 @@ class AsyncClient:
             return response.json()
 
     async def _download(self, output: Output, path: Path) -> Path:
-        try:
-            response = await self._files.get(output.url)
-        except httpx.TransportError as exc:
-            raise errors.DownloadError(f"{path.name}: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise errors.DownloadError(f"{path.name}: HTTP {response.status_code} from storage")
-        return _save(path, output.content_type, response, [response.content])
+        """As the sync client: storage's 5xx and connection errors are retried with backoff."""
+        attempt = 0
+        while True:
+            try:
+                async with self._files.stream("GET", output.url) as response:
+                    if response.status_code >= 500 and attempt < self.retry_policy.max_retries:
+                        raise httpx.RemoteProtocolError("retry")
+                    if response.status_code != 200:
+                        raise errors.DownloadError(f"{path.name}: HTTP {response.status_code} from storage")
+                    return _save(path, output.content_type, response, [await response.aread()])
+            except httpx.TransportError as exc:
+                if attempt >= self.retry_policy.max_retries:
+                    raise errors.DownloadError(f"{path.name}: {type(exc).__name__}") from None
+                await asyncio.sleep(self.retry_policy.delay(attempt))
+                attempt += 1

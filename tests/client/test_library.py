@@ -150,3 +150,65 @@ def test_generate_on_the_replicate_double(mediagen, provider, tmp_path):  # noqa
     assert job.status == JobStatus.COMPLETED
     [path] = job.download(tmp_path)
     assert path.name == f"{job.id}_0.webp" and Image.open(path).format == "WEBP"
+
+
+class FlakyStorage(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Real HTTP, except that the first `failures` requests for an output file (presigned URLs)
+    get a 503 from 'storage' (or, with `drop`, a dropped connection)."""
+
+    def __init__(self, failures: int, drop: bool = False) -> None:
+        self.failures, self.drop, self.file_requests = failures, drop, 0
+        self._sync, self._async = httpx.HTTPTransport(), httpx.AsyncHTTPTransport()
+
+    def _fail(self, request: httpx.Request) -> httpx.Response | None:
+        if "X-Amz-Signature" not in str(request.url):
+            return None
+        self.file_requests += 1
+        if self.file_requests > self.failures:
+            return None
+        if self.drop:
+            raise httpx.RemoteProtocolError("connection dropped", request=request)
+        return httpx.Response(503, request=request)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._fail(request) or self._sync.handle_request(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return self._fail(request) or await self._async.handle_async_request(request)
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["503", "dropped"])
+def test_downloads_are_retried_by_both_clients(emulator, tmp_path, drop):
+    fast = RetryPolicy(base_delay=0.01, max_delay=0.01)
+    sync_storage = FlakyStorage(failures=2, drop=drop)
+    with Client(emulator.gateway.url, transport=sync_storage, retry=fast) as client:
+        job = client.generate(unique_prompt("flaky storage"))
+        [path] = job.download(tmp_path / "sync")
+    assert Image.open(path).format == "PNG" and sync_storage.file_requests == 3
+
+    async_storage = FlakyStorage(failures=2, drop=drop)
+
+    async def run():
+        async with AsyncClient(emulator.gateway.url, transport=async_storage, retry=fast) as client:
+            return await (await client.jobs.get(job.id)).download(tmp_path / "async")
+
+    [path] = asyncio.run(run())
+    assert Image.open(path).format == "PNG" and async_storage.file_requests == 3
+
+
+def test_a_download_that_keeps_failing_is_a_download_error(emulator, tmp_path):
+    from mediagen.errors import DownloadError
+
+    storage = FlakyStorage(failures=100)
+
+    async def run(job_id: str):
+        async with AsyncClient(
+            emulator.gateway.url, transport=storage, retry=RetryPolicy(max_retries=2, base_delay=0.01)
+        ) as client:
+            return await (await client.jobs.get(job_id)).download(tmp_path)
+
+    with Client(emulator.gateway.url) as client:
+        job_id = client.generate(unique_prompt("down storage")).id
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        asyncio.run(run(job_id))
+    assert storage.file_requests == 3
