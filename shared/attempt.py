@@ -97,7 +97,6 @@ class Attempt:
             provider = _provider()
             prediction = self._submit_or_resume(provider, job)
             if not prediction.done and self.settings.webhook_base_url:
-                logger.info("Waiting for the provider's webhook", extra={"prediction_id": prediction.id})
                 return {"status": "waiting", "prediction_id": prediction.id}
             prediction = self._poll(provider, job, prediction, reporter)
             if not prediction.done:
@@ -202,7 +201,10 @@ class Attempt:
                     return found
                 raise  # the workflow retries; the next try searches again before creating
         store().update_running(job.job_id, job.attempt, {"prediction_id": prediction.id})
-        logger.info("Prediction created", extra={"prediction_id": prediction.id, "status": prediction.status})
+        waiting = "webhook" if self.settings.webhook_base_url else "poll"
+        logger.info(
+            "Prediction created", extra={"prediction_id": prediction.id, "status": prediction.status, "wait": waiting}
+        )
         return prediction
 
     def _adopt(

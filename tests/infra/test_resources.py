@@ -172,6 +172,17 @@ def test_function_runtime_size_tracing_and_logs(dev: Synthesized, name: str) -> 
     assert "VpcConfig" not in props  # no VPC, so no NAT gateway to pay for while idle
 
 
+@pytest.mark.parametrize("name", list(spec.FUNCTIONS))
+def test_function_logs_are_json_without_the_platform_lines(dev: Synthesized, name: str) -> None:
+    """Lambda's START/END/REPORT lines are INFO system logs: at WARN they are not written (billed
+    bytes on every invocation); the functions' own lines are filtered at the stack's level."""
+    config = function(dev, name)[1]["Properties"]["LoggingConfig"]
+    assert config["LogFormat"] == "JSON"
+    assert config["SystemLogLevel"] == "WARN"
+    level = str(dev.stack.node.try_get_context("logLevel") or "INFO").upper()
+    assert config["ApplicationLogLevel"] == {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(level, level)
+
+
 def test_every_log_group_has_a_retention(each_stage: Synthesized) -> None:
     groups = each_stage.resources("AWS::Logs::LogGroup")
     assert len(groups) == len(spec.FUNCTIONS) + 2  # the functions', the workflow's, the API's access logs
@@ -297,7 +308,8 @@ def test_state_machine_logs_and_traces(each_stage: Synthesized) -> None:
     props = machine["Properties"]
     assert props["StateMachineType"] == "STANDARD"
     assert props["TracingConfiguration"] == {"Enabled": True}
-    assert props["LoggingConfiguration"]["Level"] in ("ALL", "ERROR")
+    # Failures only: the execution history already holds every event (ALL wrote ~7 KB per job).
+    assert props["LoggingConfiguration"]["Level"] == "ERROR"
     group = props["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
     log_group = each_stage.resources("AWS::Logs::LogGroup")[group["Fn::GetAtt"][0]]
     # Vended-logs prefix: no entry in the account's size-limited CloudWatch Logs resource policy.
