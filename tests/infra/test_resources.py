@@ -419,3 +419,11 @@ def test_nothing_billed_by_the_hour(each_stage: Synthesized) -> None:
     assert not types & hourly
     for resource in each_stage.resources("AWS::Lambda::Function").values():
         assert "ReservedConcurrentExecutions" not in resource["Properties"]
+
+
+def test_traces_are_sampled_at_the_configured_rate_without_a_reservoir(dev: Synthesized) -> None:
+    """At a million jobs a month, a per-second reservoir alone would trace millions of requests."""
+    (rule,) = dev.resources("AWS::XRay::SamplingRule").values()
+    props = rule["Properties"]["SamplingRule"]
+    assert props["FixedRate"] == float(dev.stack.node.try_get_context("tracingSampleRate")) == 0.01
+    assert props["ReservoirSize"] == 0
