@@ -291,6 +291,8 @@ def test_api_is_throttled_and_logged(dev: Synthesized) -> None:
     assert set(route_ids) <= set(stage.get("DependsOn", []))
     log_format = json.loads(props["AccessLogSettings"]["Format"])
     assert {"requestId", "status", "routeKey", "userArn"} <= set(log_format)
+    # One line per request: nothing the log event or another field already says.
+    assert not {"requestTime", "caller", "authorizerError"} & set(log_format)
     assert props["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0] in dev.resources("AWS::Logs::LogGroup")
 
 
