@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 
 import httpx
@@ -535,3 +536,17 @@ def test_the_first_try_marks_its_create_in_the_start_write(api, provider, double
     job_updates = [w for w in writes if w["Key"]["pk"]["S"] == job_id]
     assert not [w for w in job_updates if "prediction_requested_at" in json.dumps(w)], job_updates
     assert not [r for r in double.requests[before:] if r.method == "GET" and r.path == "/v1/predictions"]
+
+
+def test_routine_webhook_deliveries_write_no_info_line(api, provider, double, caplog):
+    """Progress and the completion arrive as several deliveries per job: at INFO, one log line each
+    would be most of the logs' cost, so only unusual outcomes are logged at that level."""
+    provider("webhook")
+    prompt = unique_prompt("quiet webhooks")
+    caplog.set_level(logging.INFO)
+    job = wait_until_done(api, submit(api, prompt), timeout=20)
+    assert job["status"] == "completed", job
+    [prediction] = predictions_for(double, prompt)
+    assert len([d for d in double.webhook_deliveries if d.prediction_id == prediction.id]) >= 2
+    delivered = [r for r in caplog.records if r.getMessage() == "Webhook delivered" and r.levelno >= logging.INFO]
+    assert delivered == [], [r.__dict__.get("outcome") for r in delivered]
