@@ -42,7 +42,8 @@ PRICES = json.loads((ROOT / "bench" / "prices.json").read_text())
 SECONDS_PER_MONTH = 30 * 86_400
 JOBS_PER_MONTH = 1_000_000  # the volume the X-Ray reservoir is spread over
 CLIENT_POLL_SECONDS = 2.0
-# Lambda's own lines per invocation (START, END, REPORT with the XRAY line), as it writes them.
+# Lambda's own lines per invocation (START, END, REPORT with the XRAY line), as it writes them in
+# text format; a function whose system log level is WARN (JSON format) gets none of them.
 PLATFORM_LOG_BYTES = 330
 # The default X-Ray rule when the template has none: 1 trace/s, then 5%.
 DEFAULT_SAMPLING = {"reservoir": 1, "rate": 0.05}
@@ -188,10 +189,11 @@ class Usage:
 
 
 class Meter:
-    def __init__(self) -> None:
+    def __init__(self, platform_log_bytes: dict[str, int]) -> None:
         self.usage = Usage()
         self._lock = threading.Lock()
         self._dynamo = DynamoSizer()
+        self._platform_log_bytes = platform_log_bytes  # function -> bytes per invocation
 
     def reset(self) -> Usage:
         with self._lock:
@@ -212,7 +214,7 @@ class Meter:
             finally:
                 self.add("lambda_requests", name)
                 self.add("lambda_ms", name, math.ceil((time.perf_counter() - started) * 1000))
-                self.add("log_bytes", name, PLATFORM_LOG_BYTES)
+                self.add("log_bytes", name, self._platform_log_bytes.get(name, PLATFORM_LOG_BYTES))
 
         return metered
 
@@ -308,6 +310,21 @@ def sampling(template: dict[str, Any]) -> dict[str, float]:
         return DEFAULT_SAMPLING
     rule = rules[0]["Properties"]["SamplingRule"]
     return {"reservoir": rule["ReservoirSize"], "rate": rule["FixedRate"]}
+
+
+def platform_log_bytes(template: dict[str, Any]) -> dict[str, int]:
+    """Bytes of Lambda's own log lines per invocation of each function, by its logging config."""
+    from infra.spec import FUNCTIONS
+
+    found = {}
+    for function in resources(template, "AWS::Lambda::Function"):
+        props = function["Properties"]
+        name = next((n for n in FUNCTIONS if str(props.get("FunctionName", "")).endswith(f"-{n}")), None)
+        if name:
+            config = props.get("LoggingConfig") or {}
+            quiet = config.get("LogFormat") == "JSON" and config.get("SystemLogLevel") == "WARN"
+            found[name] = 0 if quiet else PLATFORM_LOG_BYTES
+    return found
 
 
 def workflow_log_level(template: dict[str, Any]) -> str:
@@ -584,7 +601,7 @@ def main(argv: list[str] | None = None) -> None:
         "POWERTOOLS_LOG_LEVEL": json.loads((ROOT / "cdk.json").read_text())["context"]["logLevel"],
         "POWERTOOLS_METRICS_DISABLED": "false",
     }
-    meter = Meter()
+    meter = Meter(platform_log_bytes(template))
     emulator = Emulator(api_port=free_port(), env=provider)
     emulator.runtime.invoke = meter.wrap_invoke(emulator.runtime.invoke)
     real_stdout = sys.stdout

@@ -43,8 +43,9 @@ DEFAULTS: dict[str, Any] = {
     # false: no alarms, no dashboard (saves their monthly cost; the secret's $0.40 remains).
     "monitoring": True,
     # Share of requests X-Ray traces (our sampling rule, no per-second reservoir: at a million
-    # jobs a month the default rule's 1 trace/s alone would record ~2.6M traces).
-    "tracingSampleRate": 0.05,
+    # jobs a month the default rule's 1 trace/s alone would record ~2.6M traces). 1% still records
+    # ~160,000 traces a month at that volume; raise it to debug a stage.
+    "tracingSampleRate": 0.01,
     # Browser origins allowed by CORS (API Gateway answers the preflights); empty: CORS off.
     "corsAllowedOrigins": [],
     # "bundles": ship each function's package, built by infra/bundle.py when CDK stages the asset.

@@ -52,7 +52,9 @@ from shared.workflow import send_task_heartbeat, send_task_success
 
 # Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
 WORKER_SAFETY_SECONDS = 5.0
-PROGRESS_MIN_INTERVAL = 0.25
+# A progress write at most this often, counted from the reporter's start: a copy that ends within
+# it writes none (the completion sets 100 anyway). Each is a paid write of the whole job item.
+PROGRESS_MIN_INTERVAL = 0.5
 CREATE_TRIES = 3  # creates retried in place after a 429, when its wait fits before the deadline
 
 
@@ -77,6 +79,8 @@ class Attempt:
         self.settings = get_settings()
         self.lambda_deadline = time.time() + seconds_left() - WORKER_SAFETY_SECONDS
         self.deadline = task.deadline.timestamp()
+        # This try's start already marked that a create is about to be sent (see _submit_or_resume).
+        self.create_marked = False
 
     # ---- the two states ----------------------------------------------------------------------
     def generate(self) -> dict[str, Any]:
@@ -97,7 +101,6 @@ class Attempt:
             provider = _provider()
             prediction = self._submit_or_resume(provider, job)
             if not prediction.done and self.settings.webhook_base_url:
-                logger.info("Waiting for the provider's webhook", extra={"prediction_id": prediction.id})
                 return {"status": "waiting", "prediction_id": prediction.id}
             prediction = self._poll(provider, job, prediction, reporter)
             if not prediction.done:
@@ -146,13 +149,19 @@ class Attempt:
         """Mark the job processing (first try) and record this try's callback token."""
         token, nonce = self.task.task_token, job.webhook_nonce or secrets.token_urlsafe(18)
         if job.status == JobStatus.PENDING:
+            # The provider's create follows at once: its mark rides on this write instead of its own.
+            marks_create = not self.settings.mock_mode and not job.prediction_id
 
             def started(j: Job) -> None:
                 j.started_at, j.deadline_at = utcnow(), self.task.deadline
                 j.dispatched_at = self.task.execution_started_at
                 j.task_token, j.webhook_nonce = token, nonce
+                if marks_create:
+                    j.prediction_requested_at = j.started_at
 
-            return store().transition(job.job_id, JobStatus.PROCESSING, attempt=job.attempt, change=started)
+            started_job = store().transition(job.job_id, JobStatus.PROCESSING, attempt=job.attempt, change=started)
+            self.create_marked = marks_create
+            return started_job
         store().update_running(job.job_id, job.attempt, {"task_token": token, "webhook_nonce": nonce})
         return job.model_copy(update={"task_token": token, "webhook_nonce": nonce})
 
@@ -175,11 +184,12 @@ class Attempt:
         if job.prediction_id:
             return provider.get(job.prediction_id)
         model, provider_input = self._model_and_input(job)
-        if job.prediction_requested_at:
-            found = self._adopt(provider, job, model, provider_input, job.prediction_requested_at)
-            if found:
-                return found
-        store().update_running(job.job_id, job.attempt, {"prediction_requested_at": utcnow()})
+        if not self.create_marked:  # an earlier try may have sent a create: look for it first
+            if job.prediction_requested_at:
+                found = self._adopt(provider, job, model, provider_input, job.prediction_requested_at)
+                if found:
+                    return found
+            store().update_running(job.job_id, job.attempt, {"prediction_requested_at": utcnow()})
         from shared.generation.replicate import sleep_until
 
         for tries_left in reversed(range(CREATE_TRIES)):
@@ -202,7 +212,10 @@ class Attempt:
                     return found
                 raise  # the workflow retries; the next try searches again before creating
         store().update_running(job.job_id, job.attempt, {"prediction_id": prediction.id})
-        logger.info("Prediction created", extra={"prediction_id": prediction.id, "status": prediction.status})
+        waiting = "webhook" if self.settings.webhook_base_url else "poll"
+        logger.info(
+            "Prediction created", extra={"prediction_id": prediction.id, "status": prediction.status, "wait": waiting}
+        )
         return prediction
 
     def _adopt(
@@ -362,7 +375,8 @@ class ProgressReporter:
 
     def __init__(self, job: Job, task_token: str | None) -> None:
         self.job, self.job_id, self.attempt, self.task_token = job, job.job_id, job.attempt, task_token
-        self.last_value, self.last_time, self.last_beat = job.progress, 0.0, time.monotonic()
+        self.last_value, self.last_time = job.progress, time.monotonic()
+        self.last_beat = self.last_time
         self.beat_every = max(1.0, get_settings().heartbeat_seconds / 3)
 
     def __call__(self, value: int | None) -> None:
@@ -376,7 +390,7 @@ class ProgressReporter:
         if value is None:
             return
         value = max(0, min(99, value))
-        if value <= self.last_value or (now - self.last_time < PROGRESS_MIN_INTERVAL and value < 99):
+        if value <= self.last_value or now - self.last_time < PROGRESS_MIN_INTERVAL:
             return
         store().set_progress(self.job_id, self.attempt, value)  # raises JobNotRunning when cancelled
         self.last_value, self.last_time = value, now

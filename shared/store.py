@@ -470,6 +470,9 @@ def _next_version(current: Job, to: JobStatus) -> Job:
     new.status, new.updated_at, new.version = to, now, current.version + 1
     if to.terminal:
         new.finished_at = now
+        # The attempt's callback token is of no use once it ended, and every later write (and the
+        # completion, the largest item) would pay for its bytes: up to 1 KB of the item's size.
+        new.task_token = None
         new.expires_at = int(now.timestamp()) + get_settings().job_retention_days * 86_400
     return new
 

@@ -34,6 +34,8 @@ TOLERANCE_SECONDS = 300  # Standard Webhooks' default
 SECRET_REFRESH_SECONDS = 300  # as long as the stored secret's cache (shared/secrets.py)
 DEFAULT_BASE_URL = "https://api.replicate.com"
 PROGRESS_STEP = 10
+# What most deliveries do: logged at DEBUG only (one line per delivery would be most of the logs).
+ROUTINE_OUTCOMES = frozenset({"progress", "resumed", "duplicate"})
 
 
 class WebhookRejected(ServiceError):

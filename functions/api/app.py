@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -205,7 +206,9 @@ def replicate_webhook(
     if not isinstance(payload, dict) or "id" not in payload:
         raise InvalidParameter("body", "not a prediction")
     outcome = webhooks.deliver(job_id, attempt, nonce, payload)
-    logger.info("Webhook delivered", extra={"job_id": job_id, "outcome": outcome})
+    # Progress arrives every few seconds per running job: at INFO only what is out of the ordinary.
+    level = logging.DEBUG if outcome in webhooks.ROUTINE_OUTCOMES else logging.INFO
+    logger.log(level, "Webhook delivered", extra={"job_id": job_id, "outcome": outcome})
     return WebhookAck(outcome=outcome)
 
 

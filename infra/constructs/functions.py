@@ -20,6 +20,14 @@ from infra.constructs import log_group
 # The bundles are built for it (bundle.PYTHON_VERSION): both come from spec.LAMBDA_PYTHON.
 RUNTIME: lambda_.Runtime = getattr(lambda_.Runtime, "PYTHON_" + spec.LAMBDA_PYTHON.replace(".", "_"))
 ARCHITECTURE = lambda_.Architecture.ARM_64  # bundle.ARCHITECTURE
+# Lambda's log-level filter for the functions' own JSON lines, named as Powertools names them.
+APPLICATION_LOG_LEVELS = {
+    "DEBUG": lambda_.ApplicationLogLevel.DEBUG,
+    "INFO": lambda_.ApplicationLogLevel.INFO,
+    "WARNING": lambda_.ApplicationLogLevel.WARN,
+    "ERROR": lambda_.ApplicationLogLevel.ERROR,
+    "CRITICAL": lambda_.ApplicationLogLevel.FATAL,
+}
 
 
 @jsii.implements(ILocalBundling)
@@ -82,6 +90,12 @@ class ServiceFunction(Construct):
             timeout=Duration.seconds(function.timeout_seconds),
             role=self.role,
             log_group=self.log_group,
+            # JSON format, so Lambda filters by level: its own START/END/REPORT lines are INFO, and
+            # at WARN only its warnings remain (duration and memory are Lambda metrics anyway). The
+            # application level is the stack's, the one Powertools logs at.
+            logging_format=lambda_.LoggingFormat.JSON,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            application_log_level_v2=APPLICATION_LOG_LEVELS[config.log_level],
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
             dead_letter_queue=dead_letter_queue,

@@ -15,7 +15,7 @@ from constructs import Construct
 
 from infra import spec
 from infra.config import Config
-from infra.constructs import log_group
+from infra.constructs import log_group, suppress
 
 # The execution statuses the finalizer records as the job's failure (local/event_sources.py
 # plays the same rule on the emulation).
@@ -58,9 +58,17 @@ class JobWorkflow(Construct):
             definition_substitutions=self.substitutions,
             state_machine_type=sfn.StateMachineType.STANDARD,
             role=self.role,
-            # Execution data is ids, statuses and error codes: no prompts, no tokens.
-            logs=sfn.LogOptions(destination=self.logs, level=sfn.LogLevel.ALL, include_execution_data=True),
+            # Failures only: every event of every execution is in its history anyway (kept 90 days),
+            # and at ALL each job wrote about 7 KB of logs. Execution data is ids, statuses and
+            # error codes: no prompts, no tokens.
+            logs=sfn.LogOptions(destination=self.logs, level=sfn.LogLevel.ERROR, include_execution_data=True),
             tracing_enabled=True,
+        )
+        suppress(
+            self.state_machine,
+            "SF1",
+            "Logs failures only: every event of every execution is in its execution history (90 days), "
+            "and logging ALL of them would write about 7 KB per job",
         )
         # Exactly the functions the definition invokes, unqualified as it names them.
         self.role.add_to_principal_policy(

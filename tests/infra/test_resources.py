@@ -172,6 +172,17 @@ def test_function_runtime_size_tracing_and_logs(dev: Synthesized, name: str) -> 
     assert "VpcConfig" not in props  # no VPC, so no NAT gateway to pay for while idle
 
 
+@pytest.mark.parametrize("name", list(spec.FUNCTIONS))
+def test_function_logs_are_json_without_the_platform_lines(dev: Synthesized, name: str) -> None:
+    """Lambda's START/END/REPORT lines are INFO system logs: at WARN they are not written (billed
+    bytes on every invocation); the functions' own lines are filtered at the stack's level."""
+    config = function(dev, name)[1]["Properties"]["LoggingConfig"]
+    assert config["LogFormat"] == "JSON"
+    assert config["SystemLogLevel"] == "WARN"
+    level = str(dev.stack.node.try_get_context("logLevel") or "INFO").upper()
+    assert config["ApplicationLogLevel"] == {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(level, level)
+
+
 def test_every_log_group_has_a_retention(each_stage: Synthesized) -> None:
     groups = each_stage.resources("AWS::Logs::LogGroup")
     assert len(groups) == len(spec.FUNCTIONS) + 2  # the functions', the workflow's, the API's access logs
@@ -288,6 +299,8 @@ def test_api_is_throttled_and_logged(dev: Synthesized) -> None:
     assert set(route_ids) <= set(stage.get("DependsOn", []))
     log_format = json.loads(props["AccessLogSettings"]["Format"])
     assert {"requestId", "status", "routeKey", "userArn"} <= set(log_format)
+    # One line per request: nothing the log event or another field already says.
+    assert not {"requestTime", "caller", "authorizerError"} & set(log_format)
     assert props["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0] in dev.resources("AWS::Logs::LogGroup")
 
 
@@ -305,7 +318,8 @@ def test_state_machine_logs_and_traces(each_stage: Synthesized) -> None:
     props = machine["Properties"]
     assert props["StateMachineType"] == "STANDARD"
     assert props["TracingConfiguration"] == {"Enabled": True}
-    assert props["LoggingConfiguration"]["Level"] in ("ALL", "ERROR")
+    # Failures only: the execution history already holds every event (ALL wrote ~7 KB per job).
+    assert props["LoggingConfiguration"]["Level"] == "ERROR"
     group = props["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
     log_group = each_stage.resources("AWS::Logs::LogGroup")[group["Fn::GetAtt"][0]]
     # Vended-logs prefix: no entry in the account's size-limited CloudWatch Logs resource policy.
@@ -436,3 +450,11 @@ def test_cors_is_off_by_default_and_an_allowlist_when_set(dev: Synthesized) -> N
     ]
     assert cors["AllowOrigins"] == ["https://app.example.com", "https://admin.example.com"]
     assert "authorization" in cors["AllowHeaders"] and cors["MaxAge"] == 3600
+
+
+def test_traces_are_sampled_at_the_configured_rate_without_a_reservoir(dev: Synthesized) -> None:
+    """At a million jobs a month, a per-second reservoir alone would trace millions of requests."""
+    (rule,) = dev.resources("AWS::XRay::SamplingRule").values()
+    props = rule["Properties"]["SamplingRule"]
+    assert props["FixedRate"] == float(dev.stack.node.try_get_context("tracingSampleRate")) == 0.01
+    assert props["ReservoirSize"] == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 
 import httpx
@@ -506,3 +507,46 @@ def test_with_webhooks_the_create_call_does_not_wait_for_the_prediction(api, pro
         double.clear_scripts()
     assert job["status"] == "completed", job
     assert len(seen) == 1 and "prefer" not in seen[0], seen
+
+
+def test_the_first_try_marks_its_create_in_the_start_write(api, provider, double):
+    """The mark that a create is being sent rides on the write that starts the job (one paid write
+    fewer), and a first try never searches the provider for an earlier create."""
+    from shared.store import store
+
+    provider("webhook")
+    prompt = unique_prompt("create mark")
+    writes: list[dict] = []
+    dynamodb = client("dynamodb")
+
+    def record(params, model, **_):
+        if model.name == "UpdateItem":
+            writes.append(params)
+
+    before = len(double.requests)
+    dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", record)
+    try:
+        job_id = submit(api, prompt)
+        job = wait_until_done(api, job_id, timeout=20)
+    finally:
+        dynamodb.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", record)
+    assert job["status"] == "completed", job
+    stored = store().get(job_id)
+    assert stored.prediction_requested_at == stored.started_at
+    job_updates = [w for w in writes if w["Key"]["pk"]["S"] == job_id]
+    assert not [w for w in job_updates if "prediction_requested_at" in json.dumps(w)], job_updates
+    assert not [r for r in double.requests[before:] if r.method == "GET" and r.path == "/v1/predictions"]
+
+
+def test_routine_webhook_deliveries_write_no_info_line(api, provider, double, caplog):
+    """Progress and the completion arrive as several deliveries per job: at INFO, one log line each
+    would be most of the logs' cost, so only unusual outcomes are logged at that level."""
+    provider("webhook")
+    prompt = unique_prompt("quiet webhooks")
+    caplog.set_level(logging.INFO)
+    job = wait_until_done(api, submit(api, prompt), timeout=20)
+    assert job["status"] == "completed", job
+    [prediction] = predictions_for(double, prompt)
+    assert len([d for d in double.webhook_deliveries if d.prediction_id == prediction.id]) >= 2
+    delivered = [r for r in caplog.records if r.getMessage() == "Webhook delivered" and r.levelno >= logging.INFO]
+    assert delivered == [], [r.__dict__.get("outcome") for r in delivered]

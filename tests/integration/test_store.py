@@ -47,6 +47,15 @@ def test_a_stale_attempt_cannot_change_the_job(new_job):
         store().transition(job.job_id, JobStatus.PROCESSING, attempt=1)
 
 
+@pytest.mark.parametrize("end", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED])
+def test_an_ended_attempt_keeps_no_callback_token(new_job, end):
+    """The token is of no use once the attempt ended; kept, every later write would pay for it."""
+    job = new_job(JobStatus.PROCESSING)
+    store().update_running(job.job_id, 1, {"task_token": "t" * 900})
+    store().transition(job.job_id, end)
+    assert store().get(job.job_id).task_token is None
+
+
 def test_progress_of_a_cancelled_job_is_refused(new_job):
     job = new_job(JobStatus.PROCESSING)
     store().set_progress(job.job_id, 1, 40)
