@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
-from shared import notify, storage
+from shared import notify, output_files
 from shared.catalog import Model, model_named
 from shared.errors import (
     AmbiguousCreate,
@@ -42,12 +42,12 @@ from shared.errors import (
 )
 from shared.generation import GeneratedImage, generator
 from shared.generation.predictions import PredictionState, job_progress
+from shared.job_store import JobNotRunning, store
 from shared.jobs import model_key
 from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.schemas import WEBHOOK_PATH
 from shared.settings import get_settings
-from shared.store import JobNotRunning, store
 from shared.workflow import send_task_heartbeat, send_task_success
 
 # Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
@@ -313,8 +313,8 @@ class Attempt:
         copy_started = copy_started or time.monotonic()
         outputs = []
         for index, image in enumerate(images):
-            key = storage.output_key(job.job_id, job.attempt, index, image.content_type)
-            storage.put_output(key, image.data, image.content_type, image.metadata | metadata)
+            key = output_files.output_key(job.job_id, job.attempt, index, image.content_type)
+            output_files.put_output(key, image.data, image.content_type, image.metadata | metadata)
             outputs.append(
                 OutputFile(
                     key=key,

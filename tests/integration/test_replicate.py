@@ -480,8 +480,8 @@ def test_collect_starts_a_job_that_generate_never_started(api, provider, double,
     # Generate's wait ended before its Lambda ran at all (throttled, say): Collect takes over.
     from local.invoke import seed_sample_job
     from shared.errors import PredictionRunning
+    from shared.job_store import store
     from shared.models import to_iso, utcnow
-    from shared.store import store
     from tests.conftest import load_event
 
     provider("poll")
