@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared import store
+from shared import job_store
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_DEFINITION = ROOT / "infra" / "statemachine" / "job.asl.json"
@@ -72,14 +72,14 @@ class WorkflowSpec:
 
 
 TABLE = TableSpec(
-    partition_key=store.PK,
+    partition_key=job_store.PK,
     indexes=(
-        Index(store.STATUS_INDEX, store.STATUS, store.CREATED_AT),
-        Index(store.CREATED_INDEX, store.ENTITY, store.CREATED_AT),
-        Index(store.OWNER_INDEX, store.OWNER, store.CREATED_AT),
-        Index(store.OWNER_STATUS_INDEX, store.OWNER_STATUS, store.CREATED_AT),
+        Index(job_store.STATUS_INDEX, job_store.STATUS, job_store.CREATED_AT),
+        Index(job_store.CREATED_INDEX, job_store.ENTITY, job_store.CREATED_AT),
+        Index(job_store.OWNER_INDEX, job_store.OWNER, job_store.CREATED_AT),
+        Index(job_store.OWNER_STATUS_INDEX, job_store.OWNER_STATUS, job_store.CREATED_AT),
     ),
-    ttl_attribute=store.TTL_ATTRIBUTE,
+    ttl_attribute=job_store.TTL_ATTRIBUTE,
 )
 
 FUNCTIONS: dict[str, FunctionSpec] = {

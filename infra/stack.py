@@ -137,34 +137,30 @@ class MediaGenerationStack(Stack):
             "notify:send": client_webhooks.grant_send,
             "notify:secret": client_webhooks.grant_read_secret,
         }
+        # Queues consumed through an event source rather than granted: (queue, its spec).
+        consumed = {
+            "queue:consume": (queues.queue, spec.QUEUE),
+            "notify:consume": (client_webhooks.queue, spec.NOTIFY_QUEUE),
+        }
         for name, function in functions.items():
-            for capability in sorted(ACCESS[name] - {"queue:consume", "notify:consume"}):
+            for capability in sorted(ACCESS[name] - consumed.keys()):
                 grants[capability](function.role)
             if ACCESS[name] & {"workflow:start", "workflow:stop"}:
                 function.function.add_environment(
                     spec.RESOURCE_ENV["state_machine"], workflow.state_machine.state_machine_arn
                 )
-            if "queue:consume" in ACCESS[name]:
-                function.function.add_event_source(
-                    SqsEventSource(
-                        queues.queue,
-                        batch_size=spec.QUEUE.batch_size,
-                        max_batching_window=Duration.seconds(spec.QUEUE.max_batching_window_seconds),
-                        # Bounds how fast workflows start: the provider's rate limit (spec.QUEUE).
-                        max_concurrency=spec.QUEUE.max_concurrency,
-                        report_batch_item_failures=True,
+            for capability, (queue, queue_spec) in consumed.items():
+                if capability in ACCESS[name]:
+                    function.function.add_event_source(
+                        SqsEventSource(
+                            queue,
+                            batch_size=queue_spec.batch_size,
+                            max_batching_window=Duration.seconds(queue_spec.max_batching_window_seconds),
+                            # For the jobs queue, bounds how fast workflows start: the provider's rate limit.
+                            max_concurrency=queue_spec.max_concurrency,
+                            report_batch_item_failures=True,
+                        )
                     )
-                )
-            if "notify:consume" in ACCESS[name]:
-                function.function.add_event_source(
-                    SqsEventSource(
-                        client_webhooks.queue,
-                        batch_size=spec.NOTIFY_QUEUE.batch_size,
-                        max_batching_window=Duration.seconds(spec.NOTIFY_QUEUE.max_batching_window_seconds),
-                        max_concurrency=spec.NOTIFY_QUEUE.max_concurrency,
-                        report_batch_item_failures=True,
-                    )
-                )
             _suppress_function_findings(function)
 
         monitoring = None

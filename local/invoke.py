@@ -22,8 +22,8 @@ SAMPLE_JOB_ID = "0b1f3c9e-4a6d-4e8b-9c2f-7d5e1a3b6c80"
 
 def seed_sample_job(job_id: str = SAMPLE_JOB_ID) -> None:
     """Store a pending job (without queueing it), for sample events to act on."""
+    from shared.job_store import store
     from shared.models import GenerateRequest, Job, JobStatus, utcnow
-    from shared.store import store
 
     now = utcnow()
     request = GenerateRequest(prompt="a lighthouse at dawn", parameters={"width": 512, "height": 512})

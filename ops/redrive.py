@@ -29,7 +29,7 @@ def redrive(dead_letter_queue_url: str) -> Counter[str]:
     from shared import jobs, queue
     from shared.aws import client
     from shared.errors import AttemptLimitReached, InvalidTransition, JobNotFound, QueueUnavailable
-    from shared.store import store
+    from shared.job_store import store
 
     sqs, outcomes = client("sqs"), Counter[str]()
     while True:

@@ -11,43 +11,32 @@ Two states call the worker:
   PredictionRunning so the workflow polls again after POLL_INTERVAL_SECONDS. A no-op when
   Generate already completed the job.
 
+Both go one way whatever generates: through the generation port (shared/generation), whose
+implementation, mock or Replicate, is chosen once from the settings.
+
 Every write is conditional on the job still running this attempt: a cancelled or retried job
 stops the worker (JobNotRunning / InvalidTransition) without touching it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
 import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
-from shared import notify, storage
-from shared.catalog import Model, model_named
-from shared.errors import (
-    AmbiguousCreate,
-    DeadlineExceeded,
-    InvalidOutput,
-    InvalidTransition,
-    PermanentError,
-    PredictionRunning,
-    RateLimited,
-    TransientError,
-)
-from shared.generation import GeneratedImage, generator
+from shared import notify, output_files
+from shared.errors import DeadlineExceeded, InvalidTransition, PermanentError, PredictionRunning, TransientError
+from shared.generation import GeneratedImage, Run, cancel_quietly, generation
 from shared.generation.predictions import PredictionState, job_progress
+from shared.job_store import JobNotRunning, store
 from shared.jobs import model_key
 from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
-from shared.schemas import WEBHOOK_PATH
 from shared.settings import get_settings
-from shared.store import JobNotRunning, store
 from shared.workflow import send_task_heartbeat, send_task_success
 
 # Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
@@ -55,7 +44,6 @@ WORKER_SAFETY_SECONDS = 5.0
 # A progress write at most this often, counted from the reporter's start: a copy that ends within
 # it writes none (the completion sets 100 anyway). Each is a paid write of the whole job item.
 PROGRESS_MIN_INTERVAL = 0.5
-CREATE_TRIES = 3  # creates retried in place after a 429, when its wait fits before the deadline
 
 
 class AttemptTask(BaseModel):
@@ -79,7 +67,8 @@ class Attempt:
         self.settings = get_settings()
         self.lambda_deadline = time.time() + seconds_left() - WORKER_SAFETY_SECONDS
         self.deadline = task.deadline.timestamp()
-        # This try's start already marked that a create is about to be sent (see _submit_or_resume).
+        self.generation = generation(self.settings)
+        # This try's start already marked that a create is about to be sent (see Run.create_marked).
         self.create_marked = False
 
     # ---- the two states ----------------------------------------------------------------------
@@ -91,23 +80,15 @@ class Attempt:
         try:
             job = self._start(job)
             reporter = ProgressReporter(job, self.task.task_token)
-            if self.settings.mock_mode:
-                began = time.monotonic()
-                images = self._mock_images(job, reporter)
-                predict_seconds = round(time.monotonic() - began, 3)
-                return self._call_back(
-                    self._complete(job, images, reporter, {"generator": "mock"}, predict_seconds=predict_seconds)
-                )
-            provider = _provider()
-            prediction = self._submit_or_resume(provider, job)
-            if not prediction.done and self.settings.webhook_base_url:
+            prediction = self._prediction(job, reporter, inline=True)
+            if not prediction.done and self.generation.calls_back:
                 return {"status": "waiting", "prediction_id": prediction.id}
-            prediction = self._poll(provider, job, prediction, reporter)
+            prediction = self._poll(prediction, reporter)
             if not prediction.done:
                 # Out of Lambda time, not of job time: no callback, so the heartbeat lapses and
                 # the workflow moves on to Collect, which keeps polling.
                 return {"status": "running", "prediction_id": prediction.id}
-            return self._call_back(self._finish(provider, job, prediction, reporter))
+            return self._call_back(self._finish(job, prediction, reporter))
         except (JobNotRunning, InvalidTransition):
             return self._call_back(self._stopped())
 
@@ -116,21 +97,17 @@ class Attempt:
         if not self._current(job):
             return {"status": job.status.value}
         try:
-            if self.settings.mock_mode:  # generation runs inside Generate, which timed out
-                self._check_deadline()
-                raise PredictionRunning("Still generating")
             if job.status == JobStatus.PENDING:  # Generate never got to start it
                 job = self._start(job)
-            provider = _provider()
-            prediction = self._submit_or_resume(provider, job)
             reporter = ProgressReporter(job, None)
+            prediction = self._prediction(job, reporter, inline=False)
             if not prediction.done:
                 if time.time() >= self.deadline:
-                    _cancel_quietly(provider, prediction.id)
+                    cancel_quietly(self.generation, prediction.id)
                     self._check_deadline()
                 reporter(job_progress(prediction.progress))
                 raise PredictionRunning(f"Prediction {prediction.id} is {prediction.status}")
-            return self._finish(provider, job, prediction, reporter)
+            return self._finish(job, prediction, reporter)
         except (JobNotRunning, InvalidTransition):
             return self._stopped()
 
@@ -143,14 +120,17 @@ class Attempt:
 
     def _check_deadline(self) -> None:
         if time.time() >= self.deadline:
-            raise DeadlineExceeded(f"The job did not finish within {self.task.job_timeout_seconds} seconds")
+            raise self._timed_out()
+
+    def _timed_out(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"The job did not finish within {self.task.job_timeout_seconds} seconds")
 
     def _start(self, job: Job) -> Job:
         """Mark the job processing (first try) and record this try's callback token."""
         token, nonce = self.task.task_token, job.webhook_nonce or secrets.token_urlsafe(18)
         if job.status == JobStatus.PENDING:
             # The provider's create follows at once: its mark rides on this write instead of its own.
-            marks_create = not self.settings.mock_mode and not job.prediction_id
+            marks_create = self.generation.remote and not job.prediction_id
 
             def started(j: Job) -> None:
                 j.started_at, j.deadline_at = utcnow(), self.task.deadline
@@ -165,98 +145,25 @@ class Attempt:
         store().update_running(job.job_id, job.attempt, {"task_token": token, "webhook_nonce": nonce})
         return job.model_copy(update={"task_token": token, "webhook_nonce": nonce})
 
-    def _mock_images(self, job: Job, reporter: ProgressReporter) -> list[GeneratedImage]:
-        deadline = min(self.deadline, self.lambda_deadline)
-        try:
-            return generator().generate(
-                job.request, on_progress=lambda done: reporter(int(done * 90)), deadline=deadline
-            )
-        except DeadlineExceeded:
-            raise DeadlineExceeded(f"The job did not finish within {self.task.job_timeout_seconds} seconds") from None
+    def _prediction(self, job: Job, reporter: ProgressReporter, *, inline: bool) -> PredictionState:
+        """The attempt's prediction, started or found (see Generation.start)."""
 
-    def _submit_or_resume(self, provider: Any, job: Job) -> PredictionState:
-        """The attempt's prediction: the one already created, else a new one. Never two.
+        def record(fields: dict[str, Any]) -> None:
+            store().update_running(job.job_id, job.attempt, fields)
 
-        A create that fails ambiguously (timeout, 5xx) may have created the prediction anyway;
-        `prediction_requested_at` marks that a create was sent, and before creating again the
-        provider's recent predictions are searched for ours (same prompt and per-attempt seed).
-        """
-        if job.prediction_id:
-            return provider.get(job.prediction_id)
-        model, provider_input = self._model_and_input(job)
-        if not self.create_marked:  # an earlier try may have sent a create: look for it first
-            if job.prediction_requested_at:
-                found = self._adopt(provider, job, model, provider_input, job.prediction_requested_at)
-                if found:
-                    return found
-            store().update_running(job.job_id, job.attempt, {"prediction_requested_at": utcnow()})
-        from shared.generation.replicate import sleep_until
-
-        for tries_left in reversed(range(CREATE_TRIES)):
-            try:
-                prediction = provider.create(
-                    model,
-                    provider_input,
-                    webhook=self._webhook_url(job),
-                    wait=self._sync_wait(),
-                )
-                break
-            except RateLimited as exc:
-                pause = exc.wait + random.uniform(0, 1)
-                if not tries_left or not sleep_until(pause, min(self.deadline, self.lambda_deadline)):
-                    raise
-                logger.info("Rate limited by the provider; waiting", extra={"seconds": round(pause, 1)})
-            except AmbiguousCreate:
-                found = self._adopt(provider, job, model, provider_input, utcnow() - timedelta(minutes=1))
-                if found:
-                    return found
-                raise  # the workflow retries; the next try searches again before creating
-        store().update_running(job.job_id, job.attempt, {"prediction_id": prediction.id})
-        waiting = "webhook" if self.settings.webhook_base_url else "poll"
-        logger.info(
-            "Prediction created", extra={"prediction_id": prediction.id, "status": prediction.status, "wait": waiting}
+        run = Run(
+            until=min(self.deadline, self.lambda_deadline),
+            on_progress=reporter,
+            record=record,
+            inline=inline,
+            create_marked=self.create_marked,
         )
-        return prediction
+        try:
+            return self.generation.start(job, run)
+        except DeadlineExceeded:  # the generator's own deadline check, said as the job's
+            raise self._timed_out() from None
 
-    def _adopt(
-        self, provider: Any, job: Job, model: Model, provider_input: dict, since: datetime
-    ) -> PredictionState | None:
-        found = provider.find(model, provider_input, since=since)
-        if not found:
-            return None
-        keep, *extra = found
-        for duplicate in extra:  # never leave a second billed prediction running
-            logger.warning("Cancelling a duplicate prediction", extra={"prediction_id": duplicate.id})
-            _cancel_quietly(provider, duplicate.id)
-        store().update_running(job.job_id, job.attempt, {"prediction_id": keep.id})
-        logger.info("Found the prediction of an ambiguous create", extra={"prediction_id": keep.id})
-        return keep
-
-    def _model_and_input(self, job: Job) -> tuple[Model, dict[str, Any]]:
-        model = model_named(job.model or self.settings.default_model)
-        provider_input = dict(job.provider_input or model.input_for(job.request))
-        # A seed drawn per attempt (unless the client chose one) makes the input unique, which is
-        # how an ambiguous create finds its prediction again.
-        provider_input.setdefault("seed", attempt_seed(job.job_id, job.attempt))
-        return model, provider_input
-
-    def _webhook_url(self, job: Job) -> str | None:
-        base = self.settings.webhook_base_url
-        if not base:
-            return None
-        query = urlencode({"job_id": job.job_id, "attempt": job.attempt, "nonce": job.webhook_nonce})
-        return f"{base.rstrip('/')}{WEBHOOK_PATH}?{query}"
-
-    def _sync_wait(self) -> int:
-        # With webhooks the workflow waits for free; a sync wait would bill the worker for it.
-        if self.settings.webhook_base_url:
-            return 0
-        budget = int(min(self.deadline, self.lambda_deadline) - time.time()) - 1
-        return max(0, min(self.settings.replicate_sync_wait_seconds, budget))
-
-    def _poll(
-        self, provider: Any, job: Job, prediction: PredictionState, reporter: ProgressReporter
-    ) -> PredictionState:
+    def _poll(self, prediction: PredictionState, reporter: ProgressReporter) -> PredictionState:
         """Poll until the prediction ends, the job's deadline passes (cancel it, fail the job) or
         this Lambda runs out of time (return it unfinished: Collect takes over)."""
         interval = self.settings.poll_interval_seconds
@@ -264,38 +171,18 @@ class Attempt:
             reporter(job_progress(prediction.progress))
             now = time.time()
             if now >= self.deadline:
-                _cancel_quietly(provider, prediction.id)
+                cancel_quietly(self.generation, prediction.id)
                 self._check_deadline()
             if now + interval >= self.lambda_deadline:
                 return prediction
             time.sleep(min(interval, max(0.0, self.deadline - now)))
-            prediction = provider.get(prediction.id)
+            prediction = self.generation.poll(prediction.id)
         return prediction
 
-    def _finish(self, provider: Any, job: Job, prediction: PredictionState, reporter: ProgressReporter) -> dict:
+    def _finish(self, job: Job, prediction: PredictionState, reporter: ProgressReporter) -> dict:
         if prediction.status == "succeeded":
-            from shared.generation.outputs import fetch_image
-
             began = time.monotonic()
-            if not prediction.outputs:
-                raise InvalidOutput("The prediction succeeded without any output")
-            images = []
-            for index, url in enumerate(prediction.outputs):
-                images.append(
-                    fetch_image(
-                        url,
-                        allowed_hosts=self.settings.output_hosts,
-                        max_bytes=self.settings.max_output_bytes,
-                        timeout=self.settings.output_download_timeout,
-                    )
-                )
-                reporter(90 + int(5 * (index + 1) / len(prediction.outputs)))
-            metadata = {
-                "model": job.model or self.settings.default_model,
-                "prediction_id": prediction.id,
-                "seed": str(prediction.input.get("seed", "")),
-                "predict_time": str(prediction.predict_time or ""),
-            }
+            images, metadata = self.generation.outputs(job, prediction, reporter)
             return self._complete(
                 job, images, reporter, metadata, predict_seconds=prediction.predict_time, copy_started=began
             )
@@ -326,8 +213,8 @@ class Attempt:
         copy_started = copy_started or time.monotonic()
         outputs = []
         for index, image in enumerate(images):
-            key = storage.output_key(job.job_id, job.attempt, index, image.content_type)
-            storage.put_output(key, image.data, image.content_type, image.metadata | metadata)
+            key = output_files.output_key(job.job_id, job.attempt, index, image.content_type)
+            output_files.put_output(key, image.data, image.content_type, image.metadata | metadata)
             outputs.append(
                 OutputFile(
                     key=key,
@@ -358,8 +245,8 @@ class Attempt:
         if job.attempt == self.task.attempt and not job.status.terminal:
             raise TransientError("The job changed while the worker was busy; trying again")
         logger.info("Job stopped running while the worker was busy", extra={"status": job.status})
-        if job.prediction_id and not self.settings.mock_mode:
-            _cancel_quietly(_provider(), job.prediction_id)
+        if job.prediction_id:
+            cancel_quietly(self.generation, job.prediction_id)
         return {"status": job.status.value}
 
     def _call_back(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -397,24 +284,9 @@ class ProgressReporter:
         notify.job_changed(self.job, WebhookEvent.PROGRESS, seq=value)
 
 
-def attempt_seed(job_id: str, attempt: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{job_id}:{attempt}".encode()).digest()[:4], "big")
-
-
 def _first_line(text: str | None, limit: int = 300) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0][:limit] if lines else "no details"
-
-
-def _provider() -> Any:
-    from shared.generation.replicate import Replicate
-    from shared.secrets import provider_credentials
-
-    token = provider_credentials().api_token
-    if token is None:
-        raise PermanentError("No Replicate API token is configured", code="PROVIDER_AUTH")
-    settings = get_settings()
-    return Replicate(token.get_secret_value(), settings.replicate_base_url, settings.replicate_timeout_seconds)
 
 
 def _record_duration(job: Job, seconds: float) -> None:
@@ -425,14 +297,7 @@ def _record_duration(job: Job, seconds: float) -> None:
         logger.warning("Could not record the job's duration")
 
 
-def _cancel_quietly(provider: Any, prediction_id: str) -> None:
-    try:
-        provider.cancel(prediction_id)
-    except Exception:
-        logger.warning("Could not cancel the prediction", extra={"prediction_id": prediction_id})
-
-
 def cancel_prediction(job: Job) -> None:
     """Cancel the job's prediction on the provider, if it has one (the finalizer's clean-up)."""
-    if job.prediction_id and not get_settings().mock_mode:
-        _cancel_quietly(_provider(), job.prediction_id)
+    if job.prediction_id:
+        cancel_quietly(generation(), job.prediction_id)

@@ -142,7 +142,7 @@ def create_key(name: str, max_active_jobs: int | None = None, max_submits_per_mi
 
 
 def _key_items() -> list[dict[str, Any]]:
-    from shared.store import CREATED_INDEX
+    from shared.job_store import CREATED_INDEX
 
     pks: list[str] = []
     pages = (

@@ -10,9 +10,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from shared.aws import client
+from shared.job_store import PK, TTL_ATTRIBUTE, JobStore
 from shared.models import WebhookEvent, utcnow
 from shared.settings import get_settings
-from shared.store import PK, TTL_ATTRIBUTE, JobStore
 
 PREFIX = "deliveries#"
 

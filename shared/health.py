@@ -15,7 +15,7 @@ PROBE_KEY = "health#probe"  # never written: a GetItem of a missing key still pr
 
 
 def _table() -> Any:
-    from shared.store import PK
+    from shared.job_store import PK
 
     return client("dynamodb").get_item(TableName=get_settings().jobs_table_name, Key={PK: {"S": PROBE_KEY}})
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from shared import store
+from shared import job_store
 from shared.errors import IdempotencyInProgress, IdempotencyKeyReused
 
 HEADER = "Idempotency-Key"
@@ -44,8 +44,8 @@ def _persistence():
     # Attribute names kept apart from a job's: `status` would put records into the by-status index.
     return DynamoDBPersistenceLayer(
         table_name=get_settings().jobs_table_name,
-        key_attr=store.PK,
-        expiry_attr=store.TTL_ATTRIBUTE,
+        key_attr=job_store.PK,
+        expiry_attr=job_store.TTL_ATTRIBUTE,
         status_attr="idempotency_status",
         data_attr="idempotency_response",
         validation_key_attr="idempotency_validation",

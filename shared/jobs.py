@@ -27,10 +27,10 @@ from shared.errors import (
     generation_error_names,
     parse_error_message,
 )
+from shared.job_store import store
 from shared.models import Adjustment, GenerateRequest, Job, JobError, JobStatus, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
-from shared.store import store
 
 ANONYMOUS = Caller(owner="anonymous")
 

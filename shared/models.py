@@ -187,7 +187,7 @@ class Job(BaseModel):
     adjustments: list[Adjustment] = Field(default_factory=list)
     # The current attempt's prediction on the provider, once created.
     prediction_id: str | None = None
-    # The current attempt's place in dispatch order (shared/store.py's queue item) and timings:
+    # The current attempt's place in dispatch order (shared/job_store.py's queue item) and timings:
     # queued (submit or retry), its workflow started, generation and output copy durations.
     queue_seq: int | None = None
     queued_at: datetime | None = None

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from shared import deliveries, storage
+from shared import deliveries, output_files
 from shared.models import Adjustment, Attempt, GenerateRequest, Job, JobError, JobStatus
 
 API_PREFIX = "/api/v1"
@@ -137,7 +137,7 @@ class JobDetail(JobStatusView):
     def of(cls, job: Job, estimate: tuple[int, float, float | None] | None = None) -> JobDetail:  # type: ignore[override]
         outputs = []
         for index, output in enumerate(job.outputs):
-            url, expires_at = storage.download_url(output.key)
+            url, expires_at = output_files.download_url(output.key)
             outputs.append(
                 OutputView(
                     index=index,

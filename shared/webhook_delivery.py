@@ -15,12 +15,12 @@ from typing import Literal
 
 from shared import deliveries, notify, safe_url
 from shared.errors import JobNotFound
+from shared.job_store import store
 from shared.models import Job, utcnow
 from shared.notify import EventMessage
 from shared.observability import logger
 from shared.schemas import JobDetail
 from shared.settings import get_settings
-from shared.store import store
 
 MAX_RESPONSE_BYTES = 64 * 1024  # we only need the status; never read an unbounded body
 MAX_SQS_DELAY_SECONDS = 900

@@ -23,11 +23,11 @@ from collections.abc import Callable, Mapping
 from shared import notify
 from shared.errors import JobNotFound, ServiceError
 from shared.generation.predictions import MalformedPrediction, PredictionState, job_progress
+from shared.job_store import JobNotRunning, store
 from shared.models import WebhookEvent
 from shared.observability import logger
 from shared.secrets import provider_credentials
 from shared.settings import get_settings
-from shared.store import JobNotRunning, store
 from shared.workflow import send_task_heartbeat, send_task_success
 
 TOLERANCE_SECONDS = 300  # Standard Webhooks' default

@@ -185,3 +185,74 @@ def check_download(path: Path, expected_type: str, response: httpx.Response, hea
 def poll_interval(elapsed: float) -> float:
     """Quick at first (mock jobs take seconds), then every 2 s."""
     return 0.25 if elapsed < 5 else 1.0 if elapsed < 30 else 2.0
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the clients talk to and how: resolved once, the same way for Client and AsyncClient."""
+
+    base_url: str
+    headers: dict[str, str]
+    auth: httpx.Auth | None
+    retry: RetryPolicy
+
+    @classmethod
+    def resolve(
+        cls,
+        base_url: str | None,
+        api_key: str | None,
+        sigv4: bool | None,
+        retry: RetryPolicy | None,
+        outputs_file: str | os.PathLike | None,
+    ) -> Connection:
+        url = resolve_url(base_url, outputs_file)
+        api_key = resolve_api_key(api_key)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        auth = SigV4Auth(url) if wants_sigv4(url, api_key, sigv4) else None
+        return cls(url, headers, auth, retry or RetryPolicy())
+
+    def api_options(self, timeout: float | httpx.Timeout, transport: Any) -> dict[str, Any]:
+        """The httpx client's options for API calls (download URLs are presigned: they get none of these)."""
+        return {
+            "base_url": self.base_url,
+            "headers": self.headers,
+            "auth": self.auth,
+            "timeout": timeout,
+            "transport": transport,
+        }
+
+    def retry_delay(
+        self, attempt: int, method: str, retry_safe: bool, response: httpx.Response | None, exc: Exception | None
+    ) -> float | None:
+        """Seconds to wait before trying a request again, or None: its answer is final."""
+        if attempt < self.retry.max_retries and should_retry(method, retry_safe, response, exc):
+            return self.retry.delay(attempt, response)
+        return None
+
+    def answer(self, response: httpx.Response | None, exc: Exception | None) -> Any:
+        """A final answer's JSON body, or the error it means."""
+        if exc is not None:
+            raise connection_error(self.base_url, exc) from None
+        assert response is not None
+        raise_for_error(response)
+        return response.json()
+
+
+class Waiter:
+    """The decisions of `wait()`, shared by the sync and async jobs (they differ only in how they
+    poll and sleep): whether the job changed since the last poll, and how long to sleep."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout, self.start, self.seen = timeout, time.monotonic(), None
+
+    def changed(self, job: Any) -> bool:
+        state = (job.status, job.progress, job.queue_position)
+        changed, self.seen = state != self.seen, state
+        return changed
+
+    def pause(self, job: Any) -> float:
+        """Seconds until the next poll; WaitTimeout once `timeout` has passed."""
+        elapsed = time.monotonic() - self.start
+        if self.timeout is not None and elapsed >= self.timeout:
+            raise errors.WaitTimeout(f"job {job.id} still {job.status.value} after {self.timeout:g}s")
+        return poll_interval(elapsed)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -33,21 +33,16 @@ class AsyncJob(Job):
     async def wait(  # type: ignore[override]
         self, timeout: float | None = None, on_update: Callable[[Job], Any] | None = None
     ) -> AsyncJob:
-        start, seen = time.monotonic(), None
+        waiter = _core.Waiter(timeout)
         while True:
             await self.poll()
-            state = (self.status, self.progress, self.queue_position)
-            if on_update and state != seen:
+            if waiter.changed(self) and on_update:
                 result = on_update(self)
                 if asyncio.iscoroutine(result):
                     await result
-            seen = state
             if self.done:
                 return await self.refresh()
-            elapsed = time.monotonic() - start
-            if timeout is not None and elapsed >= timeout:
-                raise errors.WaitTimeout(f"job {self.id} still {self.status.value} after {timeout:g}s")
-            await asyncio.sleep(_core.poll_interval(elapsed))
+            await asyncio.sleep(waiter.pause(self))
 
     async def cancel(self) -> AsyncJob:  # type: ignore[override]
         self.data = StatusView.from_dict(await self._client._request("POST", f"{API}/jobs/{self.id}/cancel"))
@@ -105,14 +100,9 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         outputs_file: str | os.PathLike | None = None,
     ) -> None:
-        self.base_url = _core.resolve_url(base_url, outputs_file)
-        api_key = _core.resolve_api_key(api_key)
-        self.retry_policy = retry or _core.RetryPolicy()
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        auth = _core.SigV4Auth(self.base_url) if _core.wants_sigv4(self.base_url, api_key, sigv4) else None
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, auth=auth, timeout=timeout, transport=transport
-        )
+        self._connection = _core.Connection.resolve(base_url, api_key, sigv4, retry, outputs_file)
+        self.base_url, self.retry_policy = self._connection.base_url, self._connection.retry
+        self._http = httpx.AsyncClient(**self._connection.api_options(timeout, transport))
         self._files = httpx.AsyncClient(timeout=timeout, transport=transport)
         self.jobs = AsyncJobs(self)
 
@@ -155,22 +145,16 @@ class AsyncClient:
 
     async def _request(self, method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        policy, attempt = self.retry_policy, 0
-        while True:
+        for attempt in itertools.count():
             response, failure = None, None
             try:
                 response = await self._http.request(method, path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 failure = exc
-            if attempt < policy.max_retries and _core.should_retry(method, bool(idempotency_key), response, failure):
-                await asyncio.sleep(policy.delay(attempt, response))
-                attempt += 1
-                continue
-            if failure is not None:
-                raise _core.connection_error(self.base_url, failure) from None
-            assert response is not None
-            _core.raise_for_error(response)
-            return response.json()
+            delay = self._connection.retry_delay(attempt, method, bool(idempotency_key), response, failure)
+            if delay is None:
+                return self._connection.answer(response, failure)
+            await asyncio.sleep(delay)
 
     async def _download(self, output: Output, path: Path) -> Path:
         """As the sync client: storage's 5xx and connection errors are retried with backoff."""

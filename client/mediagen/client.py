@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -74,20 +75,14 @@ class Job:
 
     def wait(self, timeout: float | None = None, on_update: Callable[[Job], None] | None = None) -> Job:
         """Poll until the job ends; `on_update(job)` on every change. Returns the job's detail."""
-        start = time.monotonic()
-        seen = None
+        waiter = _core.Waiter(timeout)
         while True:
             self.poll()
-            state = (self.status, self.progress, self.queue_position)
-            if on_update and state != seen:
+            if waiter.changed(self) and on_update:
                 on_update(self)
-            seen = state
             if self.done:
                 return self.refresh()
-            elapsed = time.monotonic() - start
-            if timeout is not None and elapsed >= timeout:
-                raise errors.WaitTimeout(f"job {self.id} still {self.status.value} after {timeout:g}s")
-            time.sleep(_core.poll_interval(elapsed))
+            time.sleep(waiter.pause(self))
 
     def cancel(self) -> Job:
         self.data = StatusView.from_dict(self._client._request("POST", f"{API}/jobs/{self.id}/cancel"))
@@ -149,14 +144,9 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         outputs_file: str | os.PathLike | None = None,
     ) -> None:
-        self.base_url = _core.resolve_url(base_url, outputs_file)
-        api_key = _core.resolve_api_key(api_key)
-        self.retry_policy = retry or _core.RetryPolicy()
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        auth = _core.SigV4Auth(self.base_url) if _core.wants_sigv4(self.base_url, api_key, sigv4) else None
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, auth=auth, timeout=timeout, transport=transport
-        )
+        self._connection = _core.Connection.resolve(base_url, api_key, sigv4, retry, outputs_file)
+        self.base_url, self.retry_policy = self._connection.base_url, self._connection.retry
+        self._http = httpx.Client(**self._connection.api_options(timeout, transport))
         # Download URLs are presigned: they must not carry our credentials.
         self._files = httpx.Client(timeout=timeout, transport=transport)
         self.jobs = Jobs(self)
@@ -207,22 +197,16 @@ class Client:
 
     def _request(self, method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        policy, attempt = self.retry_policy, 0
-        while True:
+        for attempt in itertools.count():
             response, failure = None, None
             try:
                 response = self._http.request(method, path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 failure = exc
-            if attempt < policy.max_retries and _core.should_retry(method, bool(idempotency_key), response, failure):
-                self._sleep(policy.delay(attempt, response))
-                attempt += 1
-                continue
-            if failure is not None:
-                raise _core.connection_error(self.base_url, failure) from None
-            assert response is not None
-            _core.raise_for_error(response)
-            return response.json()
+            delay = self._connection.retry_delay(attempt, method, bool(idempotency_key), response, failure)
+            if delay is None:
+                return self._connection.answer(response, failure)
+            self._sleep(delay)
 
     def _download(self, output: Output, path: Path) -> Path:
         attempt = 0

@@ -17,6 +17,7 @@ from shared import auth, idempotency, jobs, webhooks
 from shared import health as health_checks
 from shared.errors import InvalidParameter, QuotaExceeded, ServiceError
 from shared.http_input import StrictRequestValidation
+from shared.job_store import store
 from shared.models import GenerateRequest, JobStatus, WebhookEvent
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
@@ -36,7 +37,6 @@ from shared.schemas import (
     WebhookAck,
 )
 from shared.settings import get_settings
-from shared.store import store
 
 VERSION = "1.0.0"
 TITLE = "Media generation API"

@@ -7,35 +7,20 @@ characters>}); clients verify with "whsec_" + that value. Rotate with put-secret
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import spec
 from infra.config import Config
 from infra.constructs import removal_policy, suppress
+from infra.constructs.queue import grant_send, queue_with_dead_letters
 
 
 class ClientWebhooks(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
         super().__init__(scope, id)
-        queue = spec.NOTIFY_QUEUE
-        encryption = {"encryption": sqs.QueueEncryption.SQS_MANAGED, "enforce_ssl": True}
-        self.dead_letter_queue = sqs.Queue(
-            self, "DeadLetterQueue", retention_period=Duration.seconds(queue.dlq_retention_seconds), **encryption
-        )
-        self.queue = sqs.Queue(
-            self,
-            "Queue",
-            visibility_timeout=Duration.seconds(queue.visibility_timeout_seconds),
-            retention_period=Duration.seconds(queue.retention_seconds),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                max_receive_count=queue.max_receive_count, queue=self.dead_letter_queue
-            ),
-            **encryption,
-        )
+        self.queue, self.dead_letter_queue = queue_with_dead_letters(self, spec.NOTIFY_QUEUE)
         self.secret = secretsmanager.Secret(
             self,
             "SigningSecret",
@@ -58,9 +43,7 @@ class ClientWebhooks(Construct):
         )
 
     def grant_send(self, grantee: iam.IGrantable) -> None:
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.queue.queue_arn])
-        )
+        grant_send(self.queue, grantee)
 
     def grant_read_secret(self, grantee: iam.IGrantable) -> None:
         grantee.grant_principal.add_to_principal_policy(

@@ -16,28 +16,33 @@ def _queue(scope: Construct, id: str, **props) -> sqs.Queue:
     return sqs.Queue(scope, id, encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True, **props)
 
 
+def queue_with_dead_letters(scope: Construct, queue: spec.QueueSpec) -> tuple[sqs.Queue, sqs.Queue]:
+    """A consumed queue ("Queue") and its dead-letter queue ("DeadLetterQueue"), as `queue` sets them."""
+    dead_letter_queue = _queue(scope, "DeadLetterQueue", retention_period=Duration.seconds(queue.dlq_retention_seconds))
+    main = _queue(
+        scope,
+        "Queue",
+        # 6x its consumer's timeout (infra/spec.py): a batch is never visible again while in flight.
+        visibility_timeout=Duration.seconds(queue.visibility_timeout_seconds),
+        retention_period=Duration.seconds(queue.retention_seconds),
+        dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=queue.max_receive_count, queue=dead_letter_queue),
+    )
+    return main, dead_letter_queue
+
+
+def grant_send(queue: sqs.IQueue, grantee: iam.IGrantable) -> None:
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn])
+    )
+
+
 class JobsQueue(Construct):
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
-        queue = spec.QUEUE
-        self.dead_letter_queue = _queue(
-            self, "DeadLetterQueue", retention_period=Duration.seconds(queue.dlq_retention_seconds)
-        )
-        self.queue = _queue(
-            self,
-            "Queue",
-            # 6x the dispatcher's timeout (spec.QUEUE): a batch is never visible again while in flight.
-            visibility_timeout=Duration.seconds(queue.visibility_timeout_seconds),
-            retention_period=Duration.seconds(queue.retention_seconds),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                max_receive_count=queue.max_receive_count, queue=self.dead_letter_queue
-            ),
-        )
+        self.queue, self.dead_letter_queue = queue_with_dead_letters(self, spec.QUEUE)
         # Execution-status events (EventBridge target) and async finalizer invocations that failed
         # every retry: kept 14 days, and alarmed on, so a job never silently stays unfinished.
         self.failed_events = _queue(self, "FailedEvents", retention_period=Duration.days(14))
 
     def grant_send(self, grantee: iam.IGrantable) -> None:
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.queue.queue_arn])
-        )
+        grant_send(self.queue, grantee)

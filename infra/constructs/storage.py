@@ -9,7 +9,7 @@ from constructs import Construct
 
 from infra.config import Config
 from infra.constructs import removal_policy, suppress
-from shared.storage import OUTPUTS_PREFIX
+from shared.output_files import OUTPUTS_PREFIX
 
 
 class OutputsStorage(Construct):

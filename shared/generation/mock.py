@@ -7,12 +7,47 @@ import hashlib
 import io
 import textwrap
 import time
+from collections.abc import Callable
 
 from shared.errors import DeadlineExceeded
-from shared.generation import GeneratedImage, ProgressCallback
-from shared.models import GenerateRequest
+from shared.generation import GeneratedImage, Outputs, ProgressCallback, Run
+from shared.generation.predictions import PredictionState
+from shared.models import GenerateRequest, Job
+from shared.settings import Settings
 
 STEPS = 10
+
+
+class MockGeneration:
+    """The generation port on the mock generator. Its prediction runs inside the Generate state
+    that starts it and comes back finished; seen from anywhere else (Collect) it is still running,
+    since only that state can finish it (or the deadline end it). No webhooks, nothing to cancel."""
+
+    calls_back = False
+    remote = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.generator = MockGenerator(seconds=settings.mock_generation_seconds)
+        self._images: dict[str, list[GeneratedImage]] = {}
+
+    def start(self, job: Job, run: Run) -> PredictionState:
+        prediction_id = f"mock-{job.job_id}-{job.attempt}"
+        if not run.inline:
+            return self.poll(prediction_id)
+        began = time.monotonic()
+        self._images[prediction_id] = self.generator.generate(
+            job.request, on_progress=lambda done: run.on_progress(int(done * 90)), deadline=run.until
+        )
+        return PredictionState(id=prediction_id, status="succeeded", predict_time=round(time.monotonic() - began, 3))
+
+    def poll(self, prediction_id: str) -> PredictionState:
+        return PredictionState(id=prediction_id, status="processing")
+
+    def cancel(self, prediction_id: str) -> None:
+        pass
+
+    def outputs(self, job: Job, prediction: PredictionState, on_progress: Callable[[int], None]) -> Outputs:
+        return Outputs(self._images.pop(prediction.id), {"generator": "mock"})
 
 
 class MockGenerator:

@@ -1,5 +1,6 @@
 """Replicate, through the official `replicate` client (1.0.7), with every failure mapped onto the
 service's error taxonomy: TransientError (the workflow retries) or PermanentError (the job fails).
+ReplicateGeneration is the generation port (shared/generation) on it: one prediction per attempt.
 
 Client traps handled here (see docs/provider.md):
 - official models must be created through `client.models.predictions.create` for `wait` to work;
@@ -12,17 +13,32 @@ Client traps handled here (see docs/provider.md):
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
+from urllib.parse import urlencode
 
-from shared.catalog import Model
-from shared.errors import AmbiguousCreate, GenerationError, PermanentError, RateLimited, TransientError
+from shared.catalog import Model, model_named
+from shared.errors import (
+    AmbiguousCreate,
+    GenerationError,
+    InvalidOutput,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+from shared.generation import Outputs, Run, cancel_quietly
 from shared.generation.predictions import PredictionState
+from shared.models import Job, utcnow
 from shared.observability import MetricUnit, logger, metrics
+from shared.schemas import WEBHOOK_PATH
+from shared.settings import Settings
 
 # Longest the client's own GET retry may sleep, whatever Retry-After says.
 MAX_CLIENT_RETRY_SLEEP = 5.0
@@ -30,6 +46,7 @@ CLIENT_RETRY_ATTEMPTS = 3
 # No "start": logs events (every 500 ms while it runs) carry progress and heartbeats; each event
 # is a paid API request, Lambda call and job read.
 WEBHOOK_EVENTS = ["logs", "completed"]
+CREATE_TRIES = 3  # creates retried in place after a 429, when its wait fits before the deadline
 _THROTTLE_WAIT = re.compile(r"resets in ~?(\d+)\s*s")
 _last_headers = threading.local()
 
@@ -167,6 +184,132 @@ class Replicate:
             return kind("Replicate could not be reached", code="PROVIDER_UNAVAILABLE")
         logger.exception("Unexpected error from the Replicate client")
         return TransientError("Unexpected error talking to Replicate", code="PROVIDER_UNAVAILABLE")
+
+
+class ReplicateGeneration:
+    """The generation port on Replicate. The API client is made on first use, so a missing token
+    fails the attempt (PROVIDER_AUTH) only once the job is marked processing."""
+
+    remote = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.calls_back = bool(settings.webhook_base_url)
+
+    @cached_property
+    def api(self) -> Replicate:
+        from shared.secrets import provider_credentials
+
+        token = provider_credentials().api_token
+        if token is None:
+            raise PermanentError("No Replicate API token is configured", code="PROVIDER_AUTH")
+        settings = self.settings
+        return Replicate(token.get_secret_value(), settings.replicate_base_url, settings.replicate_timeout_seconds)
+
+    def start(self, job: Job, run: Run) -> PredictionState:
+        """A create that fails ambiguously (timeout, 5xx) may have created the prediction anyway;
+        `prediction_requested_at` marks that a create was sent, and before creating again the
+        provider's recent predictions are searched for ours (same prompt and per-attempt seed)."""
+        if job.prediction_id:
+            return self.poll(job.prediction_id)
+        model, provider_input = self._model_and_input(job)
+        if not run.create_marked:  # an earlier try may have sent a create: look for it first
+            if job.prediction_requested_at:
+                found = self._adopt(run, model, provider_input, job.prediction_requested_at)
+                if found:
+                    return found
+            run.record({"prediction_requested_at": utcnow()})
+        for tries_left in reversed(range(CREATE_TRIES)):
+            try:
+                prediction = self.api.create(
+                    model, provider_input, webhook=self._webhook_url(job), wait=self._sync_wait(run)
+                )
+                break
+            except RateLimited as exc:
+                pause = exc.wait + random.uniform(0, 1)
+                if not tries_left or not sleep_until(pause, run.until):
+                    raise
+                logger.info("Rate limited by the provider; waiting", extra={"seconds": round(pause, 1)})
+            except AmbiguousCreate:
+                found = self._adopt(run, model, provider_input, utcnow() - timedelta(minutes=1))
+                if found:
+                    return found
+                raise  # the workflow retries; the next try searches again before creating
+        run.record({"prediction_id": prediction.id})
+        waiting = "webhook" if self.calls_back else "poll"
+        logger.info(
+            "Prediction created", extra={"prediction_id": prediction.id, "status": prediction.status, "wait": waiting}
+        )
+        return prediction
+
+    def poll(self, prediction_id: str) -> PredictionState:
+        return self.api.get(prediction_id)
+
+    def cancel(self, prediction_id: str) -> None:
+        self.api.cancel(prediction_id)
+
+    def outputs(self, job: Job, prediction: PredictionState, on_progress: Callable[[int], None]) -> Outputs:
+        """Copies the files at once (they vanish within the hour), checked (shared/generation/outputs.py)."""
+        from shared.generation.outputs import fetch_image
+
+        if not prediction.outputs:
+            raise InvalidOutput("The prediction succeeded without any output")
+        images = []
+        for index, url in enumerate(prediction.outputs):
+            images.append(
+                fetch_image(
+                    url,
+                    allowed_hosts=self.settings.output_hosts,
+                    max_bytes=self.settings.max_output_bytes,
+                    timeout=self.settings.output_download_timeout,
+                )
+            )
+            on_progress(90 + int(5 * (index + 1) / len(prediction.outputs)))
+        metadata = {
+            "model": job.model or self.settings.default_model,
+            "prediction_id": prediction.id,
+            "seed": str(prediction.input.get("seed", "")),
+            "predict_time": str(prediction.predict_time or ""),
+        }
+        return Outputs(images, metadata)
+
+    def _adopt(self, run: Run, model: Model, provider_input: dict, since: datetime) -> PredictionState | None:
+        found = self.api.find(model, provider_input, since=since)
+        if not found:
+            return None
+        keep, *extra = found
+        for duplicate in extra:  # never leave a second billed prediction running
+            logger.warning("Cancelling a duplicate prediction", extra={"prediction_id": duplicate.id})
+            cancel_quietly(self, duplicate.id)
+        run.record({"prediction_id": keep.id})
+        logger.info("Found the prediction of an ambiguous create", extra={"prediction_id": keep.id})
+        return keep
+
+    def _model_and_input(self, job: Job) -> tuple[Model, dict[str, Any]]:
+        model = model_named(job.model or self.settings.default_model)
+        provider_input = dict(job.provider_input or model.input_for(job.request))
+        # A seed drawn per attempt (unless the client chose one) makes the input unique, which is
+        # how an ambiguous create finds its prediction again.
+        provider_input.setdefault("seed", attempt_seed(job.job_id, job.attempt))
+        return model, provider_input
+
+    def _webhook_url(self, job: Job) -> str | None:
+        base = self.settings.webhook_base_url
+        if not base:
+            return None
+        query = urlencode({"job_id": job.job_id, "attempt": job.attempt, "nonce": job.webhook_nonce})
+        return f"{base.rstrip('/')}{WEBHOOK_PATH}?{query}"
+
+    def _sync_wait(self, run: Run) -> int:
+        # With webhooks the workflow waits for free; a sync wait would bill the worker for it.
+        if self.settings.webhook_base_url:
+            return 0
+        budget = int(run.until - time.time()) - 1
+        return max(0, min(self.settings.replicate_sync_wait_seconds, budget))
+
+
+def attempt_seed(job_id: str, attempt: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{job_id}:{attempt}".encode()).digest()[:4], "big")
 
 
 def _throttle_wait(detail: str | None) -> float:

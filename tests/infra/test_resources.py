@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 from infra import spec
 from infra.constructs.api import ADMIN_ROUTE, ROUTES, WEBHOOK_ROUTE
 from infra.constructs.functions import ARCHITECTURE, RUNTIME
-from shared.storage import OUTPUTS_PREFIX
+from shared.output_files import OUTPUTS_PREFIX
 
 from .conftest import Synthesized
 

@@ -210,7 +210,7 @@ def test_openapi_document_lists_every_route(api):
 
 
 def test_an_unexpected_error_is_500_without_details(api, monkeypatch):
-    from shared.store import JobStore
+    from shared.job_store import JobStore
 
     def broken(self):
         raise RuntimeError("boom at arn:aws:dynamodb:us-east-1:123456789012:table/media-jobs")

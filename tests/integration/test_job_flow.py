@@ -225,7 +225,7 @@ def test_the_execution_timeout_catches_a_worker_that_ignores_the_deadline(
     # Both worker states hang past the deadline (their own checks bypassed): the execution's own
     # timeout ends it, and the execution status event makes the finalizer fail the job.
     from shared.attempt import Attempt
-    from shared.store import store
+    from shared.job_store import store
 
     configure(JOB_TIMEOUT="2")
     prompt = unique_prompt("hang")

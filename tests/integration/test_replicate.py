@@ -481,8 +481,8 @@ def test_collect_starts_a_job_that_generate_never_started(api, provider, double,
     # Generate's wait ended before its Lambda ran at all (throttled, say): Collect takes over.
     from local.invoke import seed_sample_job
     from shared.errors import PredictionRunning
+    from shared.job_store import store
     from shared.models import to_iso, utcnow
-    from shared.store import store
     from tests.conftest import load_event
 
     provider("poll")
@@ -512,7 +512,7 @@ def test_with_webhooks_the_create_call_does_not_wait_for_the_prediction(api, pro
 def test_the_first_try_marks_its_create_in_the_start_write(api, provider, double):
     """The mark that a create is being sent rides on the write that starts the job (one paid write
     fewer), and a first try never searches the provider for an earlier create."""
-    from shared.store import store
+    from shared.job_store import store
 
     provider("webhook")
     prompt = unique_prompt("create mark")

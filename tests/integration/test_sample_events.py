@@ -11,8 +11,8 @@ import pytest
 
 from local.invoke import seed_sample_job
 from shared import deliveries, jobs
+from shared.job_store import store
 from shared.models import to_iso, utcnow
-from shared.store import store
 from tests.conftest import ROOT, executions_of, load_event, wait_for
 
 

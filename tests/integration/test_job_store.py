@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from shared.errors import InvalidTransition
+from shared.job_store import JobNotRunning, store
 from shared.models import GenerateRequest, Job, JobStatus, utcnow
-from shared.store import JobNotRunning, store
 
 
 @pytest.fixture
