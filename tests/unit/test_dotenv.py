@@ -13,13 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dotenv_settings_are_read_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
+    # Recorded first, so the teardown restores the token's original state, whatever .env set.
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "")
+    monkeypatch.delenv("REPLICATE_API_TOKEN")
     monkeypatch.setenv("DEFAULT_MODEL", "from-environment")
     (tmp_path / ".env").write_text("REPLICATE_API_TOKEN=r8_from_dotenv\nDEFAULT_MODEL=from-dotenv\n")
     assert read_dotenv(tmp_path / ".env")
     assert os.environ["REPLICATE_API_TOKEN"] == "r8_from_dotenv"
     assert os.environ["DEFAULT_MODEL"] == "from-environment"
-    monkeypatch.delenv("REPLICATE_API_TOKEN")
 
 
 def test_no_dotenv_file_is_fine(tmp_path: Path) -> None:
