@@ -2,7 +2,9 @@
 
 Jobs run through the real pipeline (gateway, api, queue, dispatcher, workflow, worker, Replicate
 double or mock generator) in each mode, while a client polls the job's status every 2 s and then
-GETs the job once. Every billable operation is counted where it happens:
+GETs the job once. As deployed, every /api/v1 call carries an API key (API_AUTH=keys), checked by
+the authorizer function, whose answer the gateway caches for 60 s per key as API Gateway does.
+Every billable operation is counted where it happens:
 
 - Lambda: each invocation and its billed duration (wall time, rounded up to 1 ms) x the memory of
   infra/spec.py; the functions' log output (Powertools JSON lines and EMF metrics) in bytes;
@@ -458,6 +460,7 @@ def measure(emulator: Any, meter: Meter, api: Any, double: Any, mode: Mode, jobs
     if double is not None:
         double.processing_seconds = mode.processing_seconds
     emulator.configure(**mode.env)
+    emulator.authorizer.forget()  # each mode starts with API Gateway's authorizer cache cold
     level, include_data = workflow_log_level(template)
     meter.reset()
     started = time.monotonic()
@@ -600,6 +603,8 @@ def main(argv: list[str] | None = None) -> None:
         # As deployed: the functions log at the stack's level and publish their metrics (EMF).
         "POWERTOOLS_LOG_LEVEL": json.loads((ROOT / "cdk.json").read_text())["context"]["logLevel"],
         "POWERTOOLS_METRICS_DISABLED": "false",
+        # As deployed: every /api/v1 call carries an API key, checked by the authorizer function.
+        "API_AUTH": "keys",
     }
     meter = Meter(platform_log_bytes(template))
     emulator = Emulator(api_port=free_port(), env=provider)
@@ -608,6 +613,11 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[Run] = []
     try:
         emulator.start()
+        from infra.constructs.api import KEY_CACHE_SECONDS
+        from shared.auth import create_key
+
+        emulator.authorizer.cache_seconds = KEY_CACHE_SECONDS  # API Gateway's cache of the answer
+        key = create_key("cost-bench")
         import boto3
 
         from shared.aws import reset_clients
@@ -619,7 +629,8 @@ def main(argv: list[str] | None = None) -> None:
         for handler in logger._logger.handlers:
             handler.setStream(sys.stdout)
         webhook_env = {"WEBHOOK_BASE_URL": emulator.gateway.url}
-        with httpx.Client(base_url=emulator.gateway.url, timeout=30) as api:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=emulator.gateway.url, timeout=30, headers=headers) as api:
             for name in args.modes.split(","):
                 mode = MODES[name]
                 base = provider | webhook_env | {k: v for k, v in mode.env.items()}

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from typing import Any
 from infra import spec
 from local.event_sources import ExecutionStatusEvents, SqsEventSource, execution_ended
 from local.gateway import Gateway
-from local.lambdas import ACCOUNT, REGION, LambdaContext, LambdaRuntime, function_arn
+from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
 from shared.aws import client, reset_clients
 from shared.settings import get_settings
 
@@ -108,7 +109,8 @@ class Emulator:
         self._start_event_sources()
         self._start_notifier()
         if self.api_port is not None:
-            self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port, authorizer=local_authorizer)
+            self.authorizer = LocalAuthorizer(self.runtime)
+            self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port, authorizer=self.authorizer)
             self.gateway.start()
         return self
 
@@ -402,32 +404,56 @@ class Emulator:
 PUBLIC_PATHS = ("/health", "/docs", "/openapi.json", "/api/v1/webhooks/")
 
 
-def local_authorizer(event: dict[str, Any]) -> dict[str, Any] | None:
+class LocalAuthorizer:
     """With API_AUTH=keys, what API Gateway does on a key-authorized route: no Authorization
-    header is a 401 before any function runs; otherwise the deployed authorizer's code decides."""
-    path = event["rawPath"]
-    if get_settings().api_auth != "keys" or not path.startswith("/api/") or path.startswith(PUBLIC_PATHS):
-        return None
-    if not event["headers"].get("authorization"):
-        return {"isAuthorized": False, "missing": True}
-    from functions.authorizer.app import handler
+    header is a 401 before any function runs; otherwise the deployed authorizer function decides,
+    run by the emulated Lambda runtime. Deployed, API Gateway caches its answer per Authorization
+    value (infra/constructs/api.py KEY_CACHE_SECONDS); locally `cache_seconds` is 0 (a revoked key
+    stops at once) unless set, as `make cost` does to count the invocations a deployment makes."""
 
-    method = event["requestContext"]["http"]["method"]
-    authorizer_event = {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:local/$default/{method}{path}",
-        "identitySource": [event["headers"]["authorization"]],
-        "routeKey": event["routeKey"],
-        "rawPath": path,
-        "rawQueryString": event["rawQueryString"],
-        "headers": event["headers"],
-        "queryStringParameters": event.get("queryStringParameters"),
-        "requestContext": event["requestContext"],
-    }
-    context = LambdaContext("api")  # the authorizer is not one of the emulated functions
-    context.function_name = "authorizer"
-    return handler(authorizer_event, context)
+    def __init__(self, runtime: LambdaRuntime, cache_seconds: float = 0) -> None:
+        self.runtime = runtime
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        path = event["rawPath"]
+        if get_settings().api_auth != "keys" or not path.startswith("/api/") or path.startswith(PUBLIC_PATHS):
+            return None
+        identity = event["headers"].get("authorization")
+        if not identity:
+            return {"isAuthorized": False, "missing": True}
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(identity)
+        if cached and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        answer = self.runtime.invoke("authorizer", self._event(event, identity))
+        if self.cache_seconds:
+            with self._lock:
+                self._cache[identity] = (now, answer)
+        return answer
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    @staticmethod
+    def _event(event: dict[str, Any], identity: str) -> dict[str, Any]:
+        method, path = event["requestContext"]["http"]["method"], event["rawPath"]
+        return {
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:local/$default/{method}{path}",
+            "identitySource": [identity],
+            "routeKey": event["routeKey"],
+            "rawPath": path,
+            "rawQueryString": event["rawQueryString"],
+            "headers": event["headers"],
+            "queryStringParameters": event.get("queryStringParameters"),
+            "requestContext": event["requestContext"],
+        }
 
 
 def with_queue(**changes: Any) -> spec.QueueSpec:
