@@ -39,6 +39,7 @@ ACCESS: dict[str, frozenset[str]] = {
             "workflow:callback",
             "health:check",
             "notify:send",
+            "worker:invoke",
         }
     ),
     # Every function that changes a job's status queues its client webhook events (notify:send).
@@ -56,6 +57,9 @@ ACCESS: dict[str, frozenset[str]] = {
 
 # The functions that start predictions, so tell the provider where to send its webhooks.
 CALLED_BACK = frozenset({"worker"})
+# Lambda's asynchronous invoke of the worker (the provider webhook's hand-over): tries after the
+# first, and how long an event may wait in Lambda's queue (a lost one leaves it to Collect).
+WORKER_ASYNC_RETRIES = 2
 
 
 class MediaGenerationStack(Stack):
@@ -96,6 +100,10 @@ class MediaGenerationStack(Stack):
                 env["REPLICATE_SECRET_ARN"] = secret.secret.secret_arn
             if "notify:secret" in ACCESS[name]:
                 env["CLIENT_WEBHOOK_SECRET_ARN"] = client_webhooks.secret.secret_arn
+            if "worker:invoke" in ACCESS[name]:
+                # By name, not by reference: the worker's environment names where the webhooks go,
+                # so a reference back to it could make a cycle.
+                env["WORKER_FUNCTION_NAME"] = worker_name(config)
             if name in CALLED_BACK:
                 # Where the provider calls back. The API resource does not depend on any function,
                 # so this adds no cycle (unlike the state machine, which depends on this function).
@@ -110,6 +118,9 @@ class MediaGenerationStack(Stack):
                 dead_letter_queue=queues.failed_events if name == FINALIZER else None,
             )
         lambdas = {name: f.function for name, f in functions.items()}
+        lambdas["worker"].configure_async_invoke(
+            retry_attempts=WORKER_ASYNC_RETRIES, max_event_age=Duration.seconds(max(60, settings.job_timeout_seconds))
+        )
 
         workflow = JobWorkflow(
             self,
@@ -136,6 +147,7 @@ class MediaGenerationStack(Stack):
             "health:check": lambda role: _grant_health_checks(role, queues, storage, workflow),
             "notify:send": client_webhooks.grant_send,
             "notify:secret": client_webhooks.grant_read_secret,
+            "worker:invoke": lambda role: _grant_worker_invoke(self, role, config),
         }
         # Queues consumed through an event source rather than granted: (queue, its spec).
         consumed = {
@@ -228,6 +240,24 @@ class MediaGenerationStack(Stack):
         )
         for key, (value, description) in outputs.items():
             CfnOutput(self, key, value=value, description=description)
+
+
+def worker_name(config: Config) -> str:
+    return f"{config.prefix}-worker"  # infra/constructs/functions.py names every function so
+
+
+def _grant_worker_invoke(stack: Stack, role, config: Config) -> None:
+    """lambda:InvokeFunction on the worker alone (the provider webhook hands it finished predictions)."""
+    from aws_cdk import ArnFormat
+    from aws_cdk import aws_iam as iam
+
+    arn = stack.format_arn(
+        service="lambda",
+        resource="function",
+        resource_name=worker_name(config),
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[arn]))
 
 
 def _settings_env(config: Config) -> dict[str, str]:

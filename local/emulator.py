@@ -101,6 +101,7 @@ class Emulator:
         self._server.start()
         self._configure_moto()
         self._patch_moto_callback_race()
+        self._pass_task_failure_causes()
         self._report_execution_ends()
         self._roll_back_transactions_by_item()  # first: its backup must be taken under the write lock
         self._serialize_dynamodb_writes()
@@ -179,6 +180,25 @@ class Emulator:
 
         waiter._wait_for_task_token_heartbeat = wait
         waiter._outcome_checked_first = True
+
+    def _pass_task_failure_causes(self) -> None:
+        """moto 5.2.5's SendTaskFailure drops the `cause` on its way from the request to the
+        execution (the state's Catch then sees `"Cause": null`); AWS passes it on. Pass it."""
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        if getattr(StepFunctionResponse, "_passes_causes", False):
+            return
+
+        def send_task_failure(self: Any) -> Any:
+            from moto.core.responses import EmptyResult
+
+            self.stepfunction_backend.send_task_failure(
+                self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+            )
+            return EmptyResult()
+
+        StepFunctionResponse.send_task_failure = send_task_failure
+        StepFunctionResponse._passes_causes = True
 
     def _serialize_dynamodb_writes(self) -> None:
         """moto checks a write's condition and applies it without a lock, so two threads' conditional

@@ -1,15 +1,21 @@
 """One attempt of a job, as the workflow runs it (functions/worker).
 
-Two states call the worker:
+Two states call the worker, and the provider's webhook a third time:
 - Generate (callback pattern, `.waitForTaskToken`): starts the work and ends the state by calling
   back with the task token. When the job can finish here (mock generation, a fast model in sync
   mode, or polling when there is no public webhook URL) the worker completes it and calls back at
   once. With a webhook URL, it creates the prediction and returns: the workflow then waits, with
-  no Lambda running and no state transitions, until the provider's signed webhook calls back.
-- Collect: makes sure the attempt is finished: copies a succeeded prediction's outputs and
-  completes the job, or, if the provider is still working (a lost webhook, a long model), raises
-  PredictionRunning so the workflow polls again after POLL_INTERVAL_SECONDS. A no-op when
-  Generate already completed the job.
+  no Lambda running and no state transitions, until the provider's signed webhook says the
+  prediction ended.
+- finish (no state of its own: the webhook invokes the worker asynchronously with the attempt's
+  task token): copies the outputs, completes the job and calls back, so the execution ends with
+  Generate, one state transition. A failure is handed to the workflow as the Generate state's
+  error (retried or recorded as any); if the invoke is lost, the heartbeat lapses and Collect
+  takes over.
+- Collect (after a heartbeat lapse or the deadline only): makes sure the attempt is finished:
+  copies a succeeded prediction's outputs and completes the job, or, if the provider is still
+  working (a lost webhook, a long model), raises PredictionRunning so the workflow polls again
+  after POLL_INTERVAL_SECONDS.
 
 Both go one way whatever generates: through the generation port (shared/generation), whose
 implementation, mock or Replicate, is chosen once from the settings.
@@ -20,6 +26,7 @@ stops the worker (JobNotRunning / InvalidTransition) without touching it.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -29,7 +36,14 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from shared import notify, output_files
-from shared.errors import DeadlineExceeded, InvalidTransition, PermanentError, PredictionRunning, TransientError
+from shared.errors import (
+    DeadlineExceeded,
+    GenerationError,
+    InvalidTransition,
+    PermanentError,
+    PredictionRunning,
+    TransientError,
+)
 from shared.generation import GeneratedImage, Run, cancel_quietly, generation
 from shared.generation.predictions import PredictionState, job_progress
 from shared.job_store import JobNotRunning, store
@@ -37,7 +51,7 @@ from shared.jobs import model_key
 from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
-from shared.workflow import send_task_heartbeat, send_task_success
+from shared.workflow import send_task_failure, send_task_heartbeat, send_task_success
 
 # Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
 WORKER_SAFETY_SECONDS = 5.0
@@ -49,7 +63,7 @@ PROGRESS_MIN_INTERVAL = 0.5
 class AttemptTask(BaseModel):
     """The worker's input, as the workflow builds it."""
 
-    action: Literal["generate", "collect"] = "generate"
+    action: Literal["generate", "collect", "finish"] = "generate"
     job_id: str
     attempt: int
     execution_started_at: datetime
@@ -91,6 +105,30 @@ class Attempt:
             return self._call_back(self._finish(job, prediction, reporter))
         except (JobNotRunning, InvalidTransition):
             return self._call_back(self._stopped())
+
+    def finish(self) -> dict[str, Any]:
+        """The prediction ended (the provider's webhook said so): copy, complete, call back."""
+        job = store().get(self.task.job_id)
+        if not self._current(job):
+            return self._call_back({"status": job.status.value})
+        try:
+            try:
+                reporter = ProgressReporter(job, self.task.task_token)
+                prediction = self._prediction(job, reporter, inline=False)
+                if not prediction.done:  # not what the webhook said: the heartbeat lapses, Collect polls
+                    return {"status": "running", "prediction_id": prediction.id}
+                result = self._finish(job, prediction, reporter)
+            except (JobNotRunning, InvalidTransition):
+                result = self._stopped()
+        except Exception as exc:
+            # The Generate state's error, as if its Lambda had raised it: its Retry and Catch
+            # decide (a retry runs Generate again, which finds the prediction done and copies).
+            # Only if that cannot be said does this invoke fail, and Lambda try it again.
+            if self.task.task_token and send_task_failure(self.task.task_token, *_task_error(exc)):
+                logger.info("Finishing failed; handed to the workflow", extra={"error": type(exc).__name__})
+                return {"status": "failed", "error": type(exc).__name__}
+            raise
+        return self._call_back(result)
 
     def collect(self) -> dict[str, Any]:
         job = store().get(self.task.job_id)
@@ -282,6 +320,14 @@ class ProgressReporter:
         store().set_progress(self.job_id, self.attempt, value)  # raises JobNotRunning when cancelled
         self.last_value, self.last_time = value, now
         notify.job_changed(self.job, WebhookEvent.PROGRESS, seq=value)
+
+
+def _task_error(exc: Exception) -> tuple[str, str]:
+    """(error, cause) of a task that raised `exc`, shaped as Lambda reports a function error, so
+    the workflow and the finalizer read it alike (only our own errors' messages are ever shown)."""
+    name = type(exc).__name__
+    message = str(exc) if isinstance(exc, GenerationError) else "unexpected error"
+    return name, json.dumps({"errorType": name, "errorMessage": message})
 
 
 def _first_line(text: str | None, limit: int = 300) -> str:

@@ -96,6 +96,26 @@ def send_task_success(task_token: str, result: dict[str, Any]) -> bool:
         raise
 
 
+def send_task_failure(task_token: str, error: str, cause: str) -> bool:
+    """End a waiting state with an error, which its Retry and Catch match by name, as they match a
+    Lambda task's error type. False if it no longer waits."""
+    try:
+        client("stepfunctions").send_task_failure(taskToken=task_token, error=error[:256], cause=cause[:32_768])
+        return True
+    except Exception as exc:
+        if error_code(exc) in CALLBACK_GONE:
+            return False
+        raise
+
+
+def hand_to_worker(task: dict[str, Any]) -> None:
+    """Run the worker on `task` asynchronously (Lambda's event invocation: queued by Lambda and,
+    if the worker fails, tried twice more). The caller does not wait for it."""
+    client("lambda").invoke(
+        FunctionName=get_settings().worker_function_name, InvocationType="Event", Payload=json.dumps(task).encode()
+    )
+
+
 def send_task_heartbeat(task_token: str) -> bool:
     """Tell a waiting state the work is alive. False if it no longer waits."""
     try:

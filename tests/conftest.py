@@ -40,6 +40,7 @@ def emulator() -> Iterator[Emulator]:
     # A short visibility timeout and few receives, so poison messages reach the DLQ in seconds.
     queue = with_queue(visibility_timeout_seconds=1, max_receive_count=3)
     with Emulator(api_port=free_port(), queue=queue, env=TEST_SETTINGS) as emu:
+        emu.runtime.async_retry_delays = (1.0, 2.0)  # Lambda's asynchronous retries, in seconds
         yield emu
 
 

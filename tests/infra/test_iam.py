@@ -265,6 +265,7 @@ CAPABILITY_ACTIONS = {
         "sqs:GetQueueUrl",
     },
     "notify:secret": {"secretsmanager:GetSecretValue"},
+    "worker:invoke": {"lambda:InvokeFunction"},
 }
 EVERY_FUNCTION = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
@@ -280,6 +281,20 @@ def test_each_function_role_has_exactly_its_capabilities(dev: Synthesized) -> No
         if name == "finalizer":
             expected |= {"sqs:SendMessage"}  # its dead-letter queue for failed async invocations
         assert actual == expected, name
+
+
+def test_only_the_worker_may_be_invoked_and_it_retries_asynchronous_events(dev: Synthesized) -> None:
+    """The provider webhook hands finished predictions to the worker by name (no cycle with the
+    worker's webhook URL); nothing else may be invoked, and Lambda retries a failed hand-over."""
+    invokes = [g for g in grants(dev) if "lambda:InvokeFunction" in g.actions and g.owner.startswith("Api")]
+    assert [g.resources for g in invokes] == [
+        ("arn:<Ref:AWS::Partition>:lambda:<Ref:AWS::Region>:<Ref:AWS::AccountId>:function:media-generation-dev-worker",)
+    ]
+    [config] = dev.resources("AWS::Lambda::EventInvokeConfig").values()
+    assert config["Properties"]["MaximumRetryAttempts"] == 2
+    assert config["Properties"]["Qualifier"] == "$LATEST"
+    api = next(r for n, r in dev.resources("AWS::Lambda::Function").items() if n.startswith("ApiFunction"))
+    assert api["Properties"]["Environment"]["Variables"]["WORKER_FUNCTION_NAME"] == "media-generation-dev-worker"
 
 
 def test_the_api_may_delete_only_idempotency_records(dev: Synthesized) -> None:

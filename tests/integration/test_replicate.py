@@ -53,6 +53,18 @@ def predictions_for(double: ReplicateDouble, prompt: str) -> list:
     return [p for p in double.predictions.values() if p.input.get("prompt") == prompt]
 
 
+def entered_states(emulator, job_id: str) -> list[str]:
+    """The states the job's (one) execution entered, once it ended."""
+
+    def ended() -> dict | None:
+        executions = executions_of(emulator, job_id)
+        return executions[0] if executions and executions[0]["status"] != "RUNNING" else None
+
+    execution = wait_for(ended, what=f"the execution of {job_id} to end")
+    history = client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+
+
 def download(url: str) -> Image.Image:
     response = httpx.get(url)
     assert response.status_code == 200
@@ -88,6 +100,8 @@ def test_the_default_model_completes_with_images_in_our_storage(api, provider, e
     assert head["Metadata"]["seed"] == str(prediction.input["seed"])
     assert float(head["Metadata"]["predict_time"]) > 0
     assert all("authorization" not in r.headers for r in double.file_requests), "our token never goes to the CDN"
+    # One state transition in every mode: with webhooks the worker finishes what Generate started.
+    assert entered_states(emulator, job_id) == ["Generate"]
 
     if mode == "sync":
         assert prediction.headers["prefer"] == "wait=5"
@@ -387,6 +401,72 @@ def test_a_duplicate_completed_webhook_is_harmless(api, provider, double, emulat
     assert len(completed) == 2 and {d.status_code for d in completed} == {200}
     assert len(job["outputs"]) == 1 and len(job["attempts"]) == 1
     assert [e["status"] for e in executions_of(emulator, job_id)] == ["SUCCEEDED"]
+
+
+def test_a_lost_hand_over_to_the_worker_falls_back_to_collect(api, provider, double, emulator, monkeypatch):
+    """The completed webhook cannot invoke the worker: nothing is lost, the heartbeat lapses and
+    Collect polls, copies and completes (two transitions instead of one)."""
+    import shared.webhooks
+
+    def unavailable(task: dict) -> None:
+        raise RuntimeError("Lambda unavailable")
+
+    monkeypatch.setattr(shared.webhooks, "hand_to_worker", unavailable)
+    provider("webhook", HEARTBEAT_SECONDS="2")
+    job_id = submit(api, unique_prompt("lost hand-over"))
+    job = wait_until_done(api, job_id, timeout=20)
+    assert job["status"] == "completed", job
+    assert entered_states(emulator, job_id) == ["Generate", "Collect"]
+
+
+def test_a_crashed_finish_is_tried_again_by_lambda(api, provider, double, emulator, monkeypatch):
+    """The worker's asynchronous invoke crashes before it can tell the workflow: Lambda's own
+    retry of the event finishes the job, still in one transition."""
+    from shared.attempt import Attempt
+
+    real_finish, calls = Attempt.finish, []
+
+    def crash_once(self):
+        calls.append(self.task.job_id)
+        if len(calls) == 1:
+            raise RuntimeError("worker crashed")
+        return real_finish(self)
+
+    monkeypatch.setattr(Attempt, "finish", crash_once)
+    provider("webhook", HEARTBEAT_SECONDS="30")
+    job_id = submit(api, unique_prompt("crashed finish"))
+    job = wait_until_done(api, job_id, timeout=20)
+    assert job["status"] == "completed", job
+    assert calls == [job_id, job_id]
+    assert entered_states(emulator, job_id) == ["Generate"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [(Fault.fail("CUDA out of memory"), "GENERATION_FAILED"), (Fault.corrupt_image(), "INVALID_OUTPUT")],
+    ids=["failed", "corrupt"],
+)
+def test_a_failure_while_finishing_is_recorded_by_the_workflow(api, provider, double, emulator, fault, code):
+    provider("webhook", HEARTBEAT_SECONDS="30")
+    prompt = unique_prompt(f"finish {code.lower()}")
+    double.script(prompt, fault)
+    job_id = submit(api, prompt)
+    job = wait_until_done(api, job_id, timeout=20)
+    assert (job["status"], job["error"]["code"]) == ("failed", code), job
+    assert entered_states(emulator, job_id) == ["Generate", "RecordFailure", "JobFailed"]
+
+
+def test_a_transient_error_while_finishing_is_retried_by_the_workflow(api, provider, double, emulator):
+    provider("webhook", HEARTBEAT_SECONDS="30")
+    prompt = unique_prompt("finish transient")
+    double.script(prompt, Fault.get_errors(500, count=1))
+    job_id = submit(api, prompt)
+    job = wait_until_done(api, job_id, timeout=20)
+    assert job["status"] == "completed", job
+    assert entered_states(emulator, job_id) == ["Generate"]
+    [execution] = executions_of(emulator, job_id)
+    history = client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])["events"]
+    assert len([e for e in history if e["type"] == "TaskFailed"]) == 1, "the Generate state's retry"
 
 
 @pytest.mark.parametrize("how", ["signature", "timestamp"])

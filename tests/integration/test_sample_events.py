@@ -105,6 +105,13 @@ CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, A
         lambda j: (seed_sample_job(j), run_generate(j)),
         lambda r, j, e: r == {"status": "completed"} or pytest.fail(r),
     ),
+    # What the provider's completed webhook hands the worker, here for a job already completed: a
+    # no-op (its call back finds no waiting state).
+    "worker/finish.json": (
+        "worker",
+        lambda j: (seed_sample_job(j), run_generate(j)),
+        lambda r, j, e: r == {"status": "completed"} or pytest.fail(r),
+    ),
     "finalizer/workflow-catch.json": (
         "finalizer",
         seed_sample_job,
