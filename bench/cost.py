@@ -13,7 +13,8 @@ Every billable operation is counted where it happens:
   units from item sizes (4 KB, eventually consistent = half);
 - SQS, S3, Secrets Manager: requests, through a botocore hook on the emulation's session;
 - Step Functions: state transitions from each execution's history; its log bytes at the template's
-  log level; API Gateway: every request the api function serves, and its access log line;
+  log level; API Gateway: every request the api function serves, and its access log line (the
+  provider's webhooks go to the webhook function's URL: Lambda only);
 - X-Ray: trace roots per job x the sampling of the synthesized template.
 
 Prices: bench/prices.json (source and date). Idle cost: from a `cdk synth` of the stack
@@ -553,10 +554,10 @@ def price(run: Run, template: dict[str, Any]) -> tuple[list[tuple[str, str, floa
         )
     )
     # Trace roots: each API request (HTTP APIs do not trace, so the api function starts one), each
-    # dispatcher batch, each execution (its Lambda tasks join its trace), each finalizer event.
-    roots = (
-        u.lambda_requests["api"] + u.lambda_requests["dispatcher"] + u.lambda_requests["finalizer"] + run.executions
-    ) / n
+    # provider webhook (its function URL), each dispatcher batch, each execution (its Lambda tasks
+    # join its trace), each finalizer event.
+    starts = ("api", "webhook", "dispatcher", "finalizer")
+    roots = (sum(u.lambda_requests[name] for name in starts) + run.executions) / n
     rule = sampling(template)
     per_second = roots * JOBS_PER_MONTH / SECONDS_PER_MONTH
     fraction = min(

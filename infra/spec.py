@@ -98,6 +98,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("notifier", timeout_seconds=60, memory_mb=256, dependency_group="provider"),
         # The API key check (shared/auth.py): one GetItem.
         FunctionSpec("authorizer", timeout_seconds=10, memory_mb=256),
+        # The provider's webhooks, on a function URL of their own: a signature check, a read and
+        # at most a write or an invoke of the worker per delivery.
+        FunctionSpec("webhook", timeout_seconds=10, memory_mb=256),
     )
 }
 

@@ -7,6 +7,7 @@ exact resources (see the grant_* methods of the constructs).
 from __future__ import annotations
 
 from aws_cdk import Aws, CfnOutput, Duration, Stack, Tags
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_xray as xray
 from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from constructs import Construct
@@ -36,10 +37,8 @@ ACCESS: dict[str, frozenset[str]] = {
             "outputs:read",
             "secret:read",
             "workflow:stop",
-            "workflow:callback",
             "health:check",
             "notify:send",
-            "worker:invoke",
         }
     ),
     # Every function that changes a job's status queues its client webhook events (notify:send).
@@ -53,10 +52,14 @@ ACCESS: dict[str, frozenset[str]] = {
     "notifier": frozenset({"jobs:write", "outputs:read", "notify:consume", "notify:send", "notify:secret"}),
     # The HTTP API's key authorizer: reads key items, nothing else.
     "authorizer": frozenset({"keys:read"}),
+    # The provider's webhooks (its own public URL): verifies them with the provider secret, raises
+    # progress, keeps the Generate task's heartbeat, hands finished predictions to the worker.
+    "webhook": frozenset({"jobs:write", "secret:read", "workflow:callback", "notify:send", "worker:invoke"}),
 }
 
 # The functions that start predictions, so tell the provider where to send its webhooks.
 CALLED_BACK = frozenset({"worker"})
+WEBHOOK = "webhook"  # the function behind the provider's webhook URL
 # Lambda's asynchronous invoke of the worker (the provider webhook's hand-over): tries after the
 # first, and how long an event may wait in Lambda's queue (a lost one leaves it to Collect).
 WORKER_ASYNC_RETRIES = 2
@@ -104,10 +107,6 @@ class MediaGenerationStack(Stack):
                 # By name, not by reference: the worker's environment names where the webhooks go,
                 # so a reference back to it could make a cycle.
                 env["WORKER_FUNCTION_NAME"] = worker_name(config)
-            if name in CALLED_BACK:
-                # Where the provider calls back. The API resource does not depend on any function,
-                # so this adds no cycle (unlike the state machine, which depends on this function).
-                env["WEBHOOK_BASE_URL"] = api.endpoint
             functions[name] = ServiceFunction(
                 self,
                 f"{name.title()}Function",
@@ -116,8 +115,15 @@ class MediaGenerationStack(Stack):
                 environment=env,
                 # Execution-status events the finalizer failed on, after Lambda's async retries.
                 dead_letter_queue=queues.failed_events if name == FINALIZER else None,
+                # The public webhook URL's throttle: a flood is refused with 429 by Lambda.
+                reserved_concurrency=config.webhook_concurrency if name == WEBHOOK else None,
             )
         lambdas = {name: f.function for name, f in functions.items()}
+        # The provider's webhooks come to a Lambda function URL of their own, not the HTTP API: no
+        # request charge per delivery, no authorizer (the function checks the signature).
+        webhook_url = lambdas[WEBHOOK].add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
+        for name in CALLED_BACK:
+            lambdas[name].add_environment("WEBHOOK_BASE_URL", webhook_url.url)
         lambdas["worker"].configure_async_invoke(
             retry_attempts=WORKER_ASYNC_RETRIES, max_event_age=Duration.seconds(max(60, settings.job_timeout_seconds))
         )
@@ -201,6 +207,7 @@ class MediaGenerationStack(Stack):
                 "Attach to the users or roles that call the API",
             ),
             "ReplicateSecretArn": (secret.secret.secret_arn, 'Put {"api_token": "r8_..."} here'),
+            "WebhookUrl": (webhook_url.url, "Where Replicate posts its webhooks (the webhook function's URL)"),
             "OutputsBucketName": (storage.bucket.bucket_name, "Generated images"),
             "JobsTableName": (jobs.table.table_name, "Jobs table"),
             "JobsQueueUrl": (queues.queue.queue_url, "Jobs queue"),

@@ -24,6 +24,7 @@ from local.event_sources import ExecutionStatusEvents, SqsEventSource, execution
 from local.gateway import Gateway
 from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
 from shared.aws import client, reset_clients
+from shared.schemas import WEBHOOK_PATH
 from shared.settings import get_settings
 
 log = logging.getLogger("local.emulator")
@@ -111,7 +112,13 @@ class Emulator:
         self._start_notifier()
         if self.api_port is not None:
             self.authorizer = LocalAuthorizer(self.runtime)
-            self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port, authorizer=self.authorizer)
+            self.gateway = Gateway(
+                self.runtime.invoke,
+                "127.0.0.1",
+                self.api_port,
+                authorizer=self.authorizer,
+                function_urls={WEBHOOK_PATH: "webhook"},  # the provider's webhooks: their own function
+            )
             self.gateway.start()
         return self
 
@@ -420,8 +427,8 @@ class Emulator:
             worker.start()
 
 
-# Routes without the key authorizer (deployed the same): the provider's webhook, health, the docs.
-PUBLIC_PATHS = ("/health", "/docs", "/openapi.json", "/api/v1/webhooks/")
+# Routes without the key authorizer (deployed the same): health and the docs (IAM when deployed).
+PUBLIC_PATHS = ("/health", "/docs", "/openapi.json")
 
 
 class LocalAuthorizer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -13,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn,
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
-from shared import auth, idempotency, jobs, webhooks
+from shared import auth, idempotency, jobs
 from shared import health as health_checks
 from shared.errors import InvalidParameter, QuotaExceeded, ServiceError
 from shared.http_input import StrictRequestValidation
@@ -22,7 +21,6 @@ from shared.models import GenerateRequest, JobStatus, WebhookEvent
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
     API_PREFIX,
-    WEBHOOK_PATH,
     DeepHealth,
     ErrorBody,
     FieldError,
@@ -34,7 +32,6 @@ from shared.schemas import (
     JobSummary,
     ModelList,
     Stats,
-    WebhookAck,
 )
 from shared.settings import get_settings
 
@@ -51,7 +48,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 ERROR_DESCRIPTIONS = {
-    401: "API key missing, malformed, unknown or revoked (the webhook: signature missing, invalid or stale)",
+    401: "API key missing, malformed, unknown or revoked",
     429: "Over the key's quota: ACTIVE_JOBS_LIMIT or RATE_LIMITED; wait `Retry-After` seconds",
     404: "No such job",
     409: "Not possible in the job's current status, or the same Idempotency-Key is still in progress",
@@ -76,7 +73,8 @@ def responses(success: int, description: str, *errors: int) -> dict:
 
 
 # Client apps send an API key (the authorizer checks it); operators sign with SigV4 (IAM) on
-# /admin/v1/<route>. Either one: every route but the provider webhook needs one when deployed.
+# /admin/v1/<route>. Either one: every route needs one when deployed (the provider's webhook is
+# not a route of this API: functions/webhook, on its own URL).
 SIGV4 = "sigv4"
 SECURITY_SCHEMES = {
     "apiKey": HTTPBearer(description="An API key from `make api-key NAME=...` (mg_...)"),
@@ -185,33 +183,6 @@ def list_models() -> ModelList:
     return ModelList.of(get_settings())
 
 
-@app.post(
-    WEBHOOK_PATH,
-    responses=responses(200, "Delivery processed (or ignored as stale or duplicate)", 401),
-    tags=["provider"],
-    operation_id="replicateWebhook",
-)
-def replicate_webhook(
-    job_id: Annotated[str, Query(max_length=64)],
-    attempt: Annotated[int, Query(ge=1)],
-    nonce: Annotated[str, Query(max_length=64)],
-) -> WebhookAck:
-    """Replicate's prediction webhooks, authenticated by their Standard Webhooks signature."""
-    body = app.current_event.decoded_body or ""
-    webhooks.authenticate(app.current_event.headers, body)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise InvalidParameter("body", "not a prediction") from None
-    if not isinstance(payload, dict) or "id" not in payload:
-        raise InvalidParameter("body", "not a prediction")
-    outcome = webhooks.deliver(job_id, attempt, nonce, payload)
-    # Progress arrives every few seconds per running job: at INFO only what is out of the ordinary.
-    level = logging.DEBUG if outcome in webhooks.ROUTINE_OUTCOMES else logging.INFO
-    logger.log(level, "Webhook delivered", extra={"job_id": job_id, "outcome": outcome})
-    return WebhookAck(outcome=outcome)
-
-
 @app.get(f"{API_PREFIX}/stats", responses=responses(200, "The counters"), operation_id="getStats", security=SIGNED)
 def stats(
     owner: Annotated[str | None, Query(max_length=128, description="Operators (/admin/v1) only: one owner's")] = None,
@@ -290,8 +261,6 @@ def with_webhooks(schema: str) -> str:
 # ---- errors: one shape for all of them ---------------------------------------------------------
 @app.exception_handler(ServiceError)
 def service_error(exc: ServiceError) -> Response:
-    if isinstance(exc, webhooks.WebhookRejected):
-        logger.warning("Webhook rejected", extra={"reason": exc.reason})
     if isinstance(exc, InvalidParameter):
         error = FieldError(field=exc.field, location=exc.location, message=exc.reason)
         return _error(422, exc.code, exc.message, [error])

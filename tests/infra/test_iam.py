@@ -18,7 +18,7 @@ from .conftest import Synthesis, Synthesized
 from .workflow_helpers import token_text
 
 HASH = r"[0-9A-F]{8}"
-FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier|Authorizer)FunctionRole{HASH}"
+FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier|Authorizer|Webhook)FunctionRole{HASH}"
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ ALLOWED_WILDCARDS = (
         "Active X-Ray tracing: these actions support no resource-level permissions.",
     ),
     Justified(
-        rf"(Api|Worker)FunctionRole{HASH}",
+        rf"(Webhook|Worker)FunctionRole{HASH}",
         frozenset({"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}),
         r"\*",
         "Callback pattern (webhook and worker resume the Generate task): these actions support no "
@@ -286,15 +286,15 @@ def test_each_function_role_has_exactly_its_capabilities(dev: Synthesized) -> No
 def test_only_the_worker_may_be_invoked_and_it_retries_asynchronous_events(dev: Synthesized) -> None:
     """The provider webhook hands finished predictions to the worker by name (no cycle with the
     worker's webhook URL); nothing else may be invoked, and Lambda retries a failed hand-over."""
-    invokes = [g for g in grants(dev) if "lambda:InvokeFunction" in g.actions and g.owner.startswith("Api")]
+    invokes = [g for g in grants(dev) if "lambda:InvokeFunction" in g.actions and "FunctionRole" in g.owner]
     assert [g.resources for g in invokes] == [
         ("arn:<Ref:AWS::Partition>:lambda:<Ref:AWS::Region>:<Ref:AWS::AccountId>:function:media-generation-dev-worker",)
     ]
     [config] = dev.resources("AWS::Lambda::EventInvokeConfig").values()
     assert config["Properties"]["MaximumRetryAttempts"] == 2
     assert config["Properties"]["Qualifier"] == "$LATEST"
-    api = next(r for n, r in dev.resources("AWS::Lambda::Function").items() if n.startswith("ApiFunction"))
-    assert api["Properties"]["Environment"]["Variables"]["WORKER_FUNCTION_NAME"] == "media-generation-dev-worker"
+    webhook = next(r for n, r in dev.resources("AWS::Lambda::Function").items() if n.startswith("WebhookFunction"))
+    assert webhook["Properties"]["Environment"]["Variables"]["WORKER_FUNCTION_NAME"] == "media-generation-dev-worker"
 
 
 def test_the_api_may_delete_only_idempotency_records(dev: Synthesized) -> None:

@@ -66,8 +66,8 @@ CASES: dict[str, tuple[str, Callable[[str], None] | None, Callable[[dict, str, A
     ),
     "api/list-models.json": ("api", None, lambda r, j, e: len(body(r)["models"]) == 2 or pytest.fail(r)),
     # As stored, the sample is long past the signature's 5-minute tolerance: refused, nothing changes.
-    "api/webhook-replicate.json": (
-        "api",
+    "webhook/replicate.json": (
+        "webhook",
         seed_sample_job,
         lambda r, j, e: (r["statusCode"], body(r)["code"]) == (401, "INVALID_SIGNATURE") or pytest.fail(r),
     ),
