@@ -468,6 +468,7 @@ def measure(emulator: Any, meter: Meter, api: Any, double: Any, mode: Mode, jobs
     job_ids, seconds = run_jobs(api, jobs)
     histories = history_of(emulator, job_ids)
     time.sleep(1.0)  # late webhook deliveries (duplicates of `completed`) are part of the job
+    emulator.counters.settle(timeout=60, flush=False)  # so are its changes' batches on the table stream
     usage = meter.reset()
     arn = f"arn:aws:states:us-east-1:123456789012:execution:{'x' * 48}:{job_ids[0]}-1"
     usage.log_bytes["workflow"] = sum(workflow_log_bytes(h, arn, level, include_data) for h in histories)

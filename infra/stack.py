@@ -9,7 +9,7 @@ from __future__ import annotations
 from aws_cdk import Aws, CfnOutput, Duration, Stack, Tags
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_xray as xray
-from aws_cdk.aws_lambda_event_sources import SqsEventSource
+from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsDlq, SqsEventSource
 from constructs import Construct
 
 from infra import spec
@@ -55,6 +55,9 @@ ACCESS: dict[str, frozenset[str]] = {
     # The provider's webhooks (its own public URL): verifies them with the provider secret, raises
     # progress, keeps the Generate task's heartbeat, hands finished predictions to the worker.
     "webhook": frozenset({"jobs:write", "secret:read", "workflow:callback", "notify:send", "worker:invoke"}),
+    # Keeps the stats counters from the table's stream (one transaction per batch) and the models'
+    # mean durations.
+    "counters": frozenset({"counters:write", "stream:consume"}),
 }
 
 # The functions that start predictions, so tell the provider where to send its webhooks.
@@ -143,6 +146,7 @@ class MediaGenerationStack(Stack):
             "jobs:idempotency": jobs.grant_idempotency_records,
             "jobs:list": jobs.grant_listing,
             "keys:read": jobs.grant_key_reads,
+            "counters:write": jobs.grant_counter_writes,
             "queue:send": queues.grant_send,
             "outputs:read": storage.grant_read_outputs,
             "outputs:write": storage.grant_write_outputs,
@@ -155,13 +159,29 @@ class MediaGenerationStack(Stack):
             "notify:secret": client_webhooks.grant_read_secret,
             "worker:invoke": lambda role: _grant_worker_invoke(self, role, config),
         }
+        # The table's stream, consumed by an event source (which grants its reads): job changes only,
+        # batched for up to the spec's window (the lag of stats); failed batches to FailedEvents.
+        for name, function in functions.items():
+            if "stream:consume" in ACCESS[name]:
+                stream = spec.COUNTER_STREAM
+                function.function.add_event_source(
+                    DynamoEventSource(
+                        jobs.table,
+                        starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                        batch_size=stream.batch_size,
+                        max_batching_window=Duration.seconds(stream.max_batching_window_seconds),
+                        retry_attempts=stream.retry_attempts,
+                        on_failure=SqsDlq(queues.failed_events),
+                        filters=[lambda_.FilterCriteria.filter(f) for f in stream.filters],
+                    )
+                )
         # Queues consumed through an event source rather than granted: (queue, its spec).
         consumed = {
             "queue:consume": (queues.queue, spec.QUEUE),
             "notify:consume": (client_webhooks.queue, spec.NOTIFY_QUEUE),
         }
         for name, function in functions.items():
-            for capability in sorted(ACCESS[name] - consumed.keys()):
+            for capability in sorted(ACCESS[name] - consumed.keys() - {"stream:consume"}):
                 grants[capability](function.role)
             if ACCESS[name] & {"workflow:start", "workflow:stop"}:
                 function.function.add_environment(

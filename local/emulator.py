@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from infra import spec
-from local.event_sources import ExecutionStatusEvents, SqsEventSource, execution_ended
+from local.event_sources import ExecutionStatusEvents, SqsEventSource, StreamEventSource, execution_ended
 from local.gateway import Gateway
 from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
 from shared.aws import client, reset_clients
@@ -52,6 +52,10 @@ BASE_ENV = {
 }
 
 
+# moto's DynamoDB writes (and its stream reads) under one lock: see _serialize_dynamodb_writes.
+DYNAMODB_WRITE_LOCK = threading.RLock()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,11 +79,17 @@ class Emulator:
         api_port: int | None = None,
         queue: spec.QueueSpec = spec.QUEUE,
         env: dict[str, str] | None = None,
+        stream_window_seconds: float | None = None,
     ) -> None:
+        """`stream_window_seconds`: the table stream's batching window (default: the spec's; tests
+        shorten it, as they shorten the queue's visibility timeout)."""
         self.aws_port = aws_port or free_port()
         self.api_port = api_port
         self.queue_spec = queue
         self.env = env or {}
+        self.stream_window_seconds = (
+            spec.COUNTER_STREAM.max_batching_window_seconds if stream_window_seconds is None else stream_window_seconds
+        )
         self.runtime = LambdaRuntime()
         self.resources: Resources | None = None
         self._server: Any = None
@@ -106,6 +116,8 @@ class Emulator:
         self._report_execution_ends()
         self._roll_back_transactions_by_item()  # first: its backup must be taken under the write lock
         self._serialize_dynamodb_writes()
+        self._read_streams_under_the_write_lock()
+        self._honour_transaction_tokens()
         self._route_lambda_invokes()
         self.resources = self._create_resources()
         self._start_event_sources()
@@ -215,7 +227,7 @@ class Emulator:
 
         if getattr(DynamoDBBackend, "_writes_serialized", False):
             return
-        lock = threading.RLock()
+        lock = DYNAMODB_WRITE_LOCK
         for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
             original = getattr(DynamoDBBackend, name)
 
@@ -225,6 +237,63 @@ class Emulator:
 
             setattr(DynamoDBBackend, name, serialized)
         DynamoDBBackend._writes_serialized = True
+
+    def _honour_transaction_tokens(self) -> None:
+        """moto ignores TransactWriteItems' ClientRequestToken. DynamoDB remembers a token for 10
+        minutes: the same transaction again succeeds without writing anything (the counters
+        function relies on it when Lambda retries a batch); other items with it are refused."""
+        import hashlib
+
+        from moto.core.responses import ActionResult
+        from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+        from moto.dynamodb.responses import DynamoHandler
+
+        if getattr(DynamoHandler, "_tokens_honoured", False):
+            return
+        original = DynamoHandler.transact_write_items
+        seen: dict[str, tuple[str, float]] = {}
+        lock = threading.Lock()
+
+        def transact_write_items(handler: Any) -> Any:
+            token = handler.body.get("ClientRequestToken")
+            if not token:
+                return original(handler)
+            digest = hashlib.sha256(json.dumps(handler.body["TransactItems"], sort_keys=True).encode()).hexdigest()
+            now = time.monotonic()
+            with lock:
+                known = seen.get(token)
+                if known and now - known[1] < 600:
+                    if known[0] != digest:
+                        raise DynamodbException(
+                            ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+                            "The token was used with other items",
+                        )
+                    return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+            result = original(handler)
+            with lock:
+                seen[token] = (digest, now)
+            return result
+
+        DynamoHandler.transact_write_items = transact_write_items
+        DynamoHandler._tokens_honoured = True
+
+    def _read_streams_under_the_write_lock(self) -> None:
+        """moto applies a transaction's items one by one, each adding its stream record, and undoes
+        them if one fails (see _roll_back_transactions_by_item, which also drops those records): a
+        reader must never see the records of a transaction in progress. DynamoDB streams only
+        committed changes."""
+        from moto.dynamodb.models.table import StreamShard
+
+        if getattr(StreamShard, "_reads_locked", False):
+            return
+        original = StreamShard.get
+
+        def get(shard: Any, start: int, quantity: int) -> Any:
+            with DYNAMODB_WRITE_LOCK:
+                return original(shard, start, quantity)
+
+        StreamShard.get = get
+        StreamShard._reads_locked = True
 
     def _report_execution_ends(self) -> None:
         """Tell the emulated EventBridge rule when an execution ends (where moto records its status)."""
@@ -286,6 +355,7 @@ class Emulator:
                         continue
                     saved = current.to_json()["Attributes"] if current else None
                     backups.append((table, hash_key, range_key, saved))
+            streamed = {id(t): (t, len(t.stream_shard.items)) for t, *_ in backups if t.stream_shard is not None}
             try:
                 return original(backend, transact_items)
             except Exception:
@@ -294,6 +364,8 @@ class Emulator:
                         table.delete_item(hash_key, range_key)
                     else:
                         table.put_item(saved)
+                for table, length in streamed.values():  # a cancelled transaction streams nothing
+                    del table.stream_shard.items[length:]
                 raise
 
         DynamoDBBackend.transact_write_items = transact_write_items
@@ -366,6 +438,7 @@ class Emulator:
                 }
                 for index in table.indexes
             ],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": table.stream_view_type},
         )
         client("dynamodb").update_time_to_live(
             TableName=NAMES["table"],
@@ -422,7 +495,18 @@ class Emulator:
         self.execution_events = ExecutionStatusEvents(
             self.runtime.invoke, "finalizer", self.resources.state_machine_arn
         )
-        self._workers = [*self.dispatch_sources, self.execution_events]
+        stream_arn = client("dynamodb").describe_table(TableName=self.resources.table)["Table"]["LatestStreamArn"]
+        stream = spec.COUNTER_STREAM
+        self.counters = StreamEventSource(
+            self.runtime.invoke,
+            "counters",
+            stream_arn,
+            batch_size=stream.batch_size,
+            window_seconds=self.stream_window_seconds,
+            retry_attempts=stream.retry_attempts,
+            filters=stream.filters,
+        )
+        self._workers = [*self.dispatch_sources, self.execution_events, self.counters]
         for worker in self._workers:
             worker.start()
 

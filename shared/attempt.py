@@ -47,7 +47,6 @@ from shared.errors import (
 from shared.generation import GeneratedImage, Run, cancel_quietly, generation
 from shared.generation.predictions import PredictionState, job_progress
 from shared.job_store import JobNotRunning, store
-from shared.jobs import model_key
 from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
@@ -274,7 +273,6 @@ class Attempt:
         if job.started_at and job.finished_at:
             duration = (job.finished_at - job.started_at).total_seconds()
             metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=duration)
-            _record_duration(job, duration)
         return {"status": job.status.value, "outputs": [o.key for o in outputs]}
 
     def _stopped(self) -> dict[str, Any]:
@@ -333,14 +331,6 @@ def _task_error(exc: Exception) -> tuple[str, str]:
 def _first_line(text: str | None, limit: int = 300) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0][:limit] if lines else "no details"
-
-
-def _record_duration(job: Job, seconds: float) -> None:
-    """Feed the model's moving average (queued jobs' ETAs); an estimate must never fail a job."""
-    try:
-        store().record_duration(model_key(job), seconds)
-    except Exception:
-        logger.warning("Could not record the job's duration")
 
 
 def cancel_prediction(job: Job) -> None:

@@ -5,13 +5,14 @@ Layout (one table; infra/spec.py builds the table and its indexes from the names
 - `by-status` index (status, created_at) lists a status newest first; `by-created` index
   (entity, created_at) lists every job. Both are KEYS_ONLY so progress updates never write to
   them; a page is one Query plus one BatchGetItem, whatever the table's size;
-- `COUNTER_SHARDS` counter items (`pk` = "stats#N") hold the number of jobs in each status,
-  changed in the same transaction as the job, so stats read a fixed number of items;
+- `COUNTER_SHARDS` counter items (`pk` = "stats#N") hold the number of jobs in each status, so
+  stats read a fixed number of items; they are kept from the table's stream (shared/counters.py),
+  seconds behind the jobs, not by the jobs' own writes;
 - `by-owner` (owner, created_at) and `by-owner-status` (owner_status = "<owner>#<status>",
   created_at) list one caller's jobs, also one Query per page; a counter item per owner
-  (`pk` = "owner#<owner>") holds that owner's jobs per status and its `active` (pending or
-  processing) count, changed in the job's transaction, which is also where a key's quota is
-  enforced: its active count, and a per-minute submit counter (`pk` = "rate#<owner>#<minute>");
+  (`pk` = "owner#<owner>") holds that owner's jobs per status (from the stream too) and its
+  `active` (pending or processing) count, which the job's own transactions keep exactly: that is
+  where a key's quota is enforced, with a per-minute submit counter (`pk` = "rate#<owner>#<minute>");
 - the queue item (`pk` = "queue") holds the last submit sequence number handed out and the
   highest one dispatched, so a pending job's queue position is one read however long the queue;
 - a timing item per model (`pk` = "timing#<model>") holds a moving average of how long its jobs
@@ -19,7 +20,8 @@ Layout (one table; infra/spec.py builds the table and its indexes from the names
 
 Every status change is a conditional write on the version read just before it (optimistic
 locking): a concurrent write makes it re-read and re-check the transition, so no update is lost
-and a job never steps backwards.
+and a job never steps backwards. Only a change of the owner's active count (create, a retry, the
+end of an active job) makes it a transaction with the owner's counter item.
 """
 
 from __future__ import annotations
@@ -124,6 +126,10 @@ class JobStore:
 
     def _unmarshal(self, item: dict[str, Any]) -> dict[str, Any]:
         return _from_dynamo({k: self._deser.deserialize(v) for k, v in item.items()})
+
+    def plain(self, item: dict[str, Any]) -> dict[str, Any]:
+        """An item in DynamoDB JSON (a stream record's image, say) as plain Python values."""
+        return self._unmarshal(item)
 
     def _job_item(self, job: Job) -> dict[str, Any]:
         item = job.model_dump(mode="python")
@@ -249,17 +255,18 @@ class JobStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    def record_duration(self, model_key: str, seconds: float) -> None:
-        """Fold one job's duration into its model's moving average (an estimate: a write that
-        loses a race is dropped rather than retried)."""
+    def record_durations(self, model_key: str, durations: list[float]) -> None:
+        """Fold jobs' durations, in order, into their model's moving average: one read and one
+        write (an estimate: a write that loses a race is dropped rather than retried)."""
         key = {PK: {"S": TIMING_PREFIX + model_key}}
         item = client("dynamodb").get_item(TableName=self.table, Key=key).get("Item")
+        mean = float(item["mean_seconds"]["N"]) if item else durations[0]
+        for seconds in durations if item else durations[1:]:
+            mean += TIMING_WEIGHT * (seconds - mean)
         if item:
-            old = float(item["mean_seconds"]["N"])
-            mean = old + TIMING_WEIGHT * (seconds - old)
             condition, values = "mean_seconds = :old", {":old": item["mean_seconds"]}
         else:
-            mean, condition, values = seconds, "attribute_not_exists(mean_seconds)", {}
+            condition, values = "attribute_not_exists(mean_seconds)", {}
         try:
             client("dynamodb").update_item(
                 TableName=self.table,
@@ -303,12 +310,12 @@ class JobStore:
                 }
             )
         try:
-            self._transact(put, self._count(None, job), self._count_owner(None, job, max_active), *extra)
+            self._transact(put, self._quota(None, job, max_active), *extra)
         except Exception as exc:
             failed = _failed_items(exc)
-            if 2 in failed and max_active is not None:
+            if 1 in failed and max_active is not None:
                 raise ActiveJobsLimit(max_active) from None
-            if 3 in failed and max_per_minute is not None:
+            if 2 in failed and max_per_minute is not None:
                 raise SubmitRateLimited(max_per_minute, max(1, 60 - int(time.time()) % 60)) from None
             raise
         return job
@@ -329,7 +336,8 @@ class JobStore:
         InvalidTransition when the job is in a status that cannot become `to`, JobNotFound when
         `owner` is given and is not the job's. The owner's active count moves in the same
         transaction (a job that ends releases its quota, however it ends); with `max_active`, a
-        job becoming active again (a retry) is refused over it (ActiveJobsLimit).
+        job becoming active again (a retry) is refused over it (ActiveJobsLimit). A change that
+        keeps the job active or ended (pending -> processing) is one conditional write.
         """
         for delay in _backoff():
             current = self.get(job_id, owner)
@@ -342,14 +350,16 @@ class JobStore:
                 change(new)
             if to.terminal:
                 _close_attempt(new)
+            quota = self._quota(current, new, max_active)
             try:
-                self._transact(
-                    self._replace(current, new), self._count(current, new), self._count_owner(current, new, max_active)
-                )
+                if quota:
+                    self._transact(self._replace(current, new), quota)
+                else:
+                    client("dynamodb").put_item(**self._replace(current, new))
                 notify.job_changed(new)  # client webhooks: only once the write succeeded
                 return new
             except Exception as exc:
-                if max_active is not None and 2 in _failed_items(exc):
+                if max_active is not None and 1 in _failed_items(exc):
                     raise ActiveJobsLimit(max_active) from None
                 if not _lost_race(exc):
                     raise
@@ -411,52 +421,22 @@ class JobStore:
             "ExpressionAttributeValues": {":v": {"N": str(current.version)}},
         }
 
-    def _count(self, current: Job | None, new: Job) -> dict[str, Any]:
-        """The counter update that goes with a status change, on a random shard."""
-        adds = {new.status.value: 1}
-        if current is None:
-            adds["submitted"] = 1
-        else:
-            adds[current.status.value] = -1
-        if new.status == JobStatus.COMPLETED and new.started_at and new.finished_at:
-            adds["duration_ms"] = int((new.finished_at - new.started_at).total_seconds() * 1000)
-        names = {f"#c{i}": name for i, name in enumerate(adds)}
-        values = {f":c{i}": {"N": str(v)} for i, v in enumerate(adds.values())}
-        return {
-            "TableName": self.table,
-            "Key": {PK: {"S": f"{COUNTER_PREFIX}{random.randrange(COUNTER_SHARDS)}"}},
-            "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-
-    def _count_owner(self, current: Job | None, new: Job, max_active: int | None) -> dict[str, Any]:
-        """The owner's counter item: its jobs per status and `active` (pending or processing)."""
-        adds = {new.status.value: 1}
-        if current is None:
-            adds["submitted"] = 1
-        else:
-            adds[current.status.value] = adds.get(current.status.value, 0) - 1
+    def _quota(self, current: Job | None, new: Job, max_active: int | None) -> dict[str, Any] | None:
+        """The update of the owner's `active` count (its jobs pending or processing) that goes with a
+        change, if it changes it: +1 (checked against `max_active`, if given) or -1."""
         was_active = current is not None and current.status in ACTIVE
-        becomes_active = new.status in ACTIVE and not was_active
-        if becomes_active:
-            adds["active"] = 1
-        elif was_active and new.status not in ACTIVE:
-            adds["active"] = -1
-        if new.status == JobStatus.COMPLETED and new.started_at and new.finished_at:
-            adds["duration_ms"] = int((new.finished_at - new.started_at).total_seconds() * 1000)
-        names = {f"#c{i}": name for i, name in enumerate(adds)}
-        values = {f":c{i}": {"N": str(v)} for i, v in enumerate(adds.values())}
+        becomes_active = new.status in ACTIVE
+        if was_active == becomes_active:
+            return None
         update: dict[str, Any] = {
             "TableName": self.table,
             "Key": {PK: {"S": OWNER_COUNTER_PREFIX + new.owner}},
-            "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
+            "UpdateExpression": "ADD active :one",
+            "ExpressionAttributeValues": {":one": {"N": "1" if becomes_active else "-1"}},
         }
         if becomes_active and max_active is not None:
             update["ConditionExpression"] = "attribute_not_exists(active) OR active < :max_active"
-            update["ExpressionAttributeValues"] = values | {":max_active": {"N": str(max_active)}}
+            update["ExpressionAttributeValues"][":max_active"] = {"N": str(max_active)}
         return update
 
     def _transact(self, put: dict[str, Any], *updates: dict[str, Any]) -> None:
@@ -470,9 +450,10 @@ def _next_version(current: Job, to: JobStatus) -> Job:
     new.status, new.updated_at, new.version = to, now, current.version + 1
     if to.terminal:
         new.finished_at = now
-        # The attempt's callback token is of no use once it ended, and every later write (and the
-        # completion, the largest item) would pay for its bytes: up to 1 KB of the item's size.
-        new.task_token = None
+        # The running attempt's bookkeeping (callback token, webhook nonce, the create's mark) is of
+        # no use once it ended, and every later write (and the completion, the largest item) would
+        # pay for its bytes: the token alone is up to 1 KB.
+        new.task_token = new.webhook_nonce = new.prediction_requested_at = None
         new.expires_at = int(now.timestamp()) + get_settings().job_retention_days * 86_400
     return new
 
@@ -504,7 +485,9 @@ def _failed_items(exc: Exception) -> set[int]:
 
 
 def _lost_race(exc: Exception) -> bool:
-    """A conditional transaction refused because the item changed since it was read."""
+    """A conditional write (or transaction) refused because the item changed since it was read."""
+    if error_code(exc) == "ConditionalCheckFailedException":
+        return True
     if error_code(exc) != "TransactionCanceledException":
         return False
     reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]

@@ -18,7 +18,7 @@ from .conftest import Synthesis, Synthesized
 from .workflow_helpers import token_text
 
 HASH = r"[0-9A-F]{8}"
-FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier|Authorizer|Webhook)FunctionRole{HASH}"
+FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier|Authorizer|Webhook|Counters)FunctionRole{HASH}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ class Justified:
 
 
 ALLOWED_WILDCARDS = (
+    Justified(
+        rf"CountersFunctionRole{HASH}",
+        frozenset({"dynamodb:ListStreams"}),
+        r"\*",
+        "The table stream's event source mapping (CDK grants it): ListStreams supports no resource-level permissions.",
+    ),
     Justified(
         FUNCTION_ROLE,
         frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
@@ -266,6 +272,17 @@ CAPABILITY_ACTIONS = {
     },
     "notify:secret": {"secretsmanager:GetSecretValue"},
     "worker:invoke": {"lambda:InvokeFunction"},
+    "counters:write": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+    # The stream's event source: its reads, and the on-failure queue (FailedEvents).
+    "stream:consume": {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    },
 }
 EVERY_FUNCTION = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
@@ -322,4 +339,23 @@ def test_the_authorizer_may_read_only_key_items(dev: Synthesized) -> None:
     ]
     assert reads and [s.get("Condition") for s in statements] == [
         {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["apikey#*"]}}
+    ]
+
+
+def test_the_counters_function_may_only_add_to_counter_items(dev: Synthesized) -> None:
+    """It reads every job change from the stream, but may write none: counters and timings only."""
+    role = next(r for r in dev.resources("AWS::IAM::Role") if r.startswith("CountersFunctionRole"))
+    policy = next(r for r in dev.resources("AWS::IAM::Policy").values() if {"Ref": role} in r["Properties"]["Roles"])
+    table_statements = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "Arn" in json.dumps(s["Resource"])
+        and "JobsTable" in json.dumps(s["Resource"])
+        and "StreamArn" not in json.dumps(s["Resource"])
+    ]
+    assert [(sorted(listed(s["Action"])), s.get("Condition")) for s in table_statements] == [
+        (
+            ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["stats#*", "owner#*", "timing#*"]}},
+        )
     ]

@@ -15,7 +15,7 @@ from PIL import Image
 
 from local.replicate_double import SDXL_VERSION, Fault, ReplicateDouble, sign
 from shared.aws import client
-from tests.conftest import executions_of, status_of, submit, unique_prompt, wait_for, wait_until_done
+from tests.conftest import executions_of, stats_of, status_of, submit, unique_prompt, wait_for, wait_until_done
 
 FLUX = "black-forest-labs/flux-schnell"
 
@@ -175,16 +175,16 @@ def test_sdxl_runs_by_version_with_the_old_parameters_mapped(api, provider, doub
         ({"prompt": "x", "model": "stability-ai/sdxl", "parameters": {"width": 2048}}, "parameters.width"),
     ],
 )
-def test_parameters_are_validated_for_the_model_that_runs_the_job(api, provider, double, body, field):
+def test_parameters_are_validated_for_the_model_that_runs_the_job(api, provider, double, emulator, body, field):
     provider("poll")
-    before = api.get("/api/v1/stats").json()["total_jobs"]
+    before = stats_of(api, emulator)["total_jobs"]
     creates = double.create_calls
     response = api.post("/api/v1/generate", json=body)
     assert response.status_code == 422, response.text
     error = response.json()
     assert error["code"] == "VALIDATION_ERROR"
     assert [e["field"] for e in error["errors"]] == [field]
-    assert api.get("/api/v1/stats").json()["total_jobs"] == before, "nothing stored"
+    assert stats_of(api, emulator)["total_jobs"] == before, "nothing stored"
     assert double.create_calls == creates
 
 
@@ -591,31 +591,37 @@ def test_with_webhooks_the_create_call_does_not_wait_for_the_prediction(api, pro
 
 def test_the_first_try_marks_its_create_in_the_start_write(api, provider, double):
     """The mark that a create is being sent rides on the write that starts the job (one paid write
-    fewer), and a first try never searches the provider for an earlier create."""
+    fewer), and a first try never searches the provider for an earlier create. The ended job sheds
+    the mark (and the rest of the running attempt's bookkeeping): its last writes pay for fewer bytes."""
     from shared.job_store import store
 
     provider("webhook")
     prompt = unique_prompt("create mark")
-    writes: list[dict] = []
+    writes: list[tuple[str, dict]] = []
     dynamodb = client("dynamodb")
 
     def record(params, model, **_):
-        if model.name == "UpdateItem":
-            writes.append(params)
+        writes.append((model.name, params))
 
     before = len(double.requests)
-    dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", record)
+    dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
     try:
         job_id = submit(api, prompt)
         job = wait_until_done(api, job_id, timeout=20)
     finally:
-        dynamodb.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", record)
+        dynamodb.meta.events.unregister("provide-client-params.dynamodb.*", record)
     assert job["status"] == "completed", job
-    stored = store().get(job_id)
-    assert stored.prediction_requested_at == stored.started_at
-    job_updates = [w for w in writes if w["Key"]["pk"]["S"] == job_id]
+    [start] = [
+        p["Item"]
+        for name, p in writes
+        if name == "PutItem" and p["Item"]["pk"]["S"] == job_id and p["Item"]["status"]["S"] == "processing"
+    ]
+    assert start["prediction_requested_at"] == start["started_at"]
+    job_updates = [p for name, p in writes if name == "UpdateItem" and p["Key"]["pk"]["S"] == job_id]
     assert not [w for w in job_updates if "prediction_requested_at" in json.dumps(w)], job_updates
     assert not [r for r in double.requests[before:] if r.method == "GET" and r.path == "/v1/predictions"]
+    stored = store().get(job_id)
+    assert stored.prediction_requested_at is stored.webhook_nonce is stored.task_token is None
 
 
 def test_routine_webhook_deliveries_write_no_info_line(api, provider, double, caplog):

@@ -14,6 +14,7 @@ from local.gateway import http_api_event
 from local.replicate_double import ReplicateDouble, sign
 from shared import webhooks
 from shared.schemas import WEBHOOK_PATH
+from tests.conftest import stats_of
 
 SECRET_PATH = "/v1/webhooks/default/secret"
 WEBHOOK = "/api/v1/webhooks/replicate?job_id=no-such-job&attempt=1&nonce=n"
@@ -123,13 +124,13 @@ def test_a_signed_delivery_with_wrongly_typed_fields_is_ignored_not_a_500(api, f
 def test_the_webhook_url_serves_nothing_but_the_webhook(api, emulator, method, path):
     """Deployed, the webhook function has a public URL (no authorizer): every other path or method
     that reaches it is a 404, whatever it would have been on the API, and changes nothing."""
-    before = api.get("/api/v1/stats").json()["total_jobs"]
+    before = stats_of(api, emulator)["total_jobs"]
     body = json.dumps({"prompt": "a lighthouse"}).encode()
     event = http_api_event(method, path, {"content-type": "application/json"}, body, "203.0.113.7")
     reply = emulator.runtime.invoke("webhook", event)
     assert reply["statusCode"] == 404, reply
     assert json.loads(reply["body"])["code"] == "NOT_FOUND"
-    assert api.get("/api/v1/stats").json()["total_jobs"] == before
+    assert stats_of(api, emulator)["total_jobs"] == before
 
 
 def test_an_oversized_or_undecodable_delivery_is_refused_before_its_signature_is_checked(api, fetched_secret):
