@@ -45,7 +45,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.generation import GeneratedImage, Run, cancel_quietly, generation
-from shared.generation.predictions import PredictionState, job_progress
+from shared.generation.predictions import MalformedPrediction, PredictionState, job_progress
 from shared.job_store import JobNotRunning, store
 from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
@@ -68,6 +68,8 @@ class AttemptTask(BaseModel):
     execution_started_at: datetime
     job_timeout_seconds: int
     task_token: str | None = None
+    # finish: the ended prediction, as the provider's signed webhook delivered it.
+    prediction: dict[str, Any] | None = None
 
     @property
     def deadline(self) -> datetime:
@@ -113,7 +115,7 @@ class Attempt:
         try:
             try:
                 reporter = ProgressReporter(job, self.task.task_token)
-                prediction = self._prediction(job, reporter, inline=False)
+                prediction = self._delivered() or self._prediction(job, reporter, inline=False)
                 if not prediction.done:  # not what the webhook said: the heartbeat lapses, Collect polls
                     return {"status": "running", "prediction_id": prediction.id}
                 result = self._finish(job, prediction, reporter)
@@ -128,6 +130,13 @@ class Attempt:
                 return {"status": "failed", "error": type(exc).__name__}
             raise
         return self._call_back(result)
+
+    def _delivered(self) -> PredictionState | None:
+        """The prediction the webhook handed over (already checked to be this attempt's)."""
+        try:
+            return PredictionState.from_json(self.task.prediction) if self.task.prediction else None
+        except MalformedPrediction:
+            return None
 
     def collect(self) -> dict[str, Any]:
         job = store().get(self.task.job_id)

@@ -182,7 +182,7 @@ def deliver(job_id: str, attempt: int, nonce: str, payload: dict) -> str:
         if not job.prediction_id:  # the webhook beat the worker's own write of the id
             store().update_running(job_id, attempt, {"prediction_id": prediction.id})
         if prediction.done:
-            _hand_over(job)
+            _hand_over(job, payload)
             return "finishing"
         progress = job_progress(prediction.progress)
         # Coalesced: a write only once progress rose PROGRESS_STEP points (each is a paid write).
@@ -196,10 +196,11 @@ def deliver(job_id: str, attempt: int, nonce: str, payload: dict) -> str:
     return "progress"
 
 
-def _hand_over(job: Job) -> None:
+def _hand_over(job: Job, prediction: dict) -> None:
     """The prediction ended: the worker finishes the attempt (copy, complete, end the Generate
-    state), as the Collect state would, without a state transition of its own. If this fails, the
-    heartbeat lapses and Collect polls and finishes instead."""
+    state), as the Collect state would, without a state transition of its own. It gets the signed
+    delivery's prediction, so it need not ask the provider again. If this fails, the heartbeat
+    lapses and Collect polls and finishes instead."""
     try:
         hand_to_worker(
             {
@@ -209,6 +210,7 @@ def _hand_over(job: Job) -> None:
                 "execution_started_at": to_iso(job.dispatched_at or job.started_at or utcnow()),
                 "job_timeout_seconds": get_settings().job_timeout,
                 "task_token": job.task_token,
+                "prediction": prediction,
             }
         )
     except Exception as exc:

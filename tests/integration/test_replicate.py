@@ -114,7 +114,7 @@ def test_the_default_model_completes_with_images_in_our_storage(api, provider, e
             d for d in double.webhook_deliveries if d.prediction_id == prediction.id and d.event == "completed"
         ]
         assert [d.status_code for d in completed] == [200]
-        assert prediction.get_calls <= 1, "no polling while a webhook is expected"
+        assert prediction.get_calls == 0, "no polling while a webhook is expected, none to finish"
 
 
 def test_progress_from_webhook_logs_rises_while_a_client_polls(api, provider, double):
@@ -456,13 +456,27 @@ def test_a_failure_while_finishing_is_recorded_by_the_workflow(api, provider, do
     assert entered_states(emulator, job_id) == ["Generate", "RecordFailure", "JobFailed"]
 
 
-def test_a_transient_error_while_finishing_is_retried_by_the_workflow(api, provider, double, emulator):
+def test_a_transient_error_while_finishing_is_retried_by_the_workflow(api, provider, double, emulator, monkeypatch):
+    """Storing the first copy fails (S3 unavailable): the Generate state's Retry runs it again,
+    which finds the prediction done and finishes."""
+    import shared.output_files
+    from shared.errors import TransientError
+
+    real_put, failures = shared.output_files.put_output, []
+
+    def unavailable_once(key, *args, **kwargs):
+        if not failures and key.startswith(f"outputs/{job_id}/"):
+            failures.append(key)
+            raise TransientError("storage unavailable")
+        return real_put(key, *args, **kwargs)
+
+    monkeypatch.setattr(shared.output_files, "put_output", unavailable_once)
     provider("webhook", HEARTBEAT_SECONDS="30")
     prompt = unique_prompt("finish transient")
-    double.script(prompt, Fault.get_errors(500, count=1))
     job_id = submit(api, prompt)
     job = wait_until_done(api, job_id, timeout=20)
     assert job["status"] == "completed", job
+    assert failures, "the first copy failed"
     assert entered_states(emulator, job_id) == ["Generate"]
     [execution] = executions_of(emulator, job_id)
     history = client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])["events"]
