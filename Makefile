@@ -67,7 +67,7 @@ api-keys: $(STAMP) ## List the API keys, never the keys themselves (STACK=<stack
 bench: $(STAMP) ## Cold start of every function (import + first call), in fresh interpreters
 	$(BIN)/python -m bench.cold_start --runs 3
 
-cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (bench/prices.json)
+cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (shared/prices.json)
 	$(BIN)/python -m bench.cost
 
 JOBS ?= 1000

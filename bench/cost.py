@@ -17,8 +17,9 @@ Every billable operation is counted where it happens:
   provider's webhooks go to the webhook function's URL: Lambda only);
 - X-Ray: trace roots per job x the sampling of the synthesized template.
 
-Prices: bench/prices.json (source and date). Idle cost: from a `cdk synth` of the stack
-(alarms, dashboards, secrets). The last line is the deployed-default total.
+Prices: shared/prices.json (source and date), which the functions price each job's cost with.
+Idle cost: from a `cdk synth` of the stack (alarms, dashboards, secrets). The last line is the
+deployed-default total.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PRICES = json.loads((ROOT / "bench" / "prices.json").read_text())
+from shared.usage import item_size  # noqa: E402 (after the path)
+from shared.usage import prices as _prices  # noqa: E402
+
+PRICES = _prices()  # shared/prices.json: the one price table, which the functions price jobs with too
 SECONDS_PER_MONTH = 30 * 86_400
 JOBS_PER_MONTH = 1_000_000  # the volume the X-Ray reservoir is spread over
 CLIENT_POLL_SECONDS = 2.0
@@ -72,29 +76,7 @@ def running(name: str) -> Iterator[None]:
         stack.pop()
 
 
-# ---- DynamoDB sizes ----------------------------------------------------------------------------
-def attribute_size(value: dict[str, Any]) -> int:
-    """Bytes of one attribute value in DynamoDB JSON, by DynamoDB's item-size rules."""
-    ((kind, data),) = value.items()
-    if kind == "S":
-        return len(data.encode())
-    if kind == "N":
-        return len(str(data).lstrip("-").replace(".", "").lstrip("0") or "0") // 2 + 1
-    if kind == "B":
-        return len(data)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(v) for k, v in data.items())
-    if kind == "L":
-        return 3 + sum(1 + attribute_size(v) for v in data)
-    return sum(len(str(v).encode()) for v in data)  # SS, NS, BS
-
-
-def item_size(item: dict[str, Any]) -> int:
-    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
-
-
+# ---- DynamoDB request units (item sizes: shared/usage.py) ----------------------------------------
 class DynamoSizer:
     """Request units of DynamoDB calls, from the emulation's stored items."""
 
@@ -662,7 +644,7 @@ def report(runs: list[Run], template: dict[str, Any], context: dict[str, str]) -
         components += [c for c, _, _ in priced[run.mode.name][0] if c not in components]
     width = max(len(c) for c in components) + 2
     print()
-    print("AWS cost per 1M jobs, by component ($, list prices of bench/prices.json, as of " + PRICES["as_of"] + ")")
+    print("AWS cost per 1M jobs, by component ($, list prices of shared/prices.json, as of " + PRICES["as_of"] + ")")
     print("component".ljust(width) + "".join(run.mode.name.rjust(12) for run in runs))
     for component in components:
         cells = []

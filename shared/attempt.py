@@ -50,6 +50,7 @@ from shared.job_store import JobNotRunning, store
 from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
+from shared.usage import Usage, meter
 from shared.workflow import send_task_failure, send_task_heartbeat, send_task_success
 
 # Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
@@ -70,6 +71,11 @@ class AttemptTask(BaseModel):
     task_token: str | None = None
     # finish: the ended prediction, as the provider's signed webhook delivered it.
     prediction: dict[str, Any] | None = None
+    # What the job's bill owes to invocations that did not write it (shared/usage.py): the
+    # dispatcher's (generate: the workflow's input), the webhook's (finish).
+    carried: Usage | None = None
+    # collect: the Collect state's retries so far (each was a state transition).
+    retries: int = 0
 
     @property
     def deadline(self) -> datetime:
@@ -88,6 +94,7 @@ class Attempt:
 
     # ---- the two states ----------------------------------------------------------------------
     def generate(self) -> dict[str, Any]:
+        meter().add(transitions=1)  # this try of Generate: the state's entry or a retry
         job = store().get(self.task.job_id)
         if not self._current(job):
             return self._call_back({"status": job.status.value})
@@ -109,6 +116,8 @@ class Attempt:
 
     def finish(self) -> dict[str, Any]:
         """The prediction ended (the provider's webhook said so): copy, complete, call back."""
+        if self.task.carried:
+            meter().carry(self.task.carried)
         job = store().get(self.task.job_id)
         if not self._current(job):
             return self._call_back({"status": job.status.value})
@@ -153,6 +162,7 @@ class Attempt:
                     self._check_deadline()
                 reporter(job_progress(prediction.progress))
                 raise PredictionRunning(f"Prediction {prediction.id} is {prediction.status}")
+            meter().add(transitions=self.task.retries + 1)  # Collect's entry and its polls
             return self._finish(job, prediction, reporter)
         except (JobNotRunning, InvalidTransition):
             return self._stopped()
@@ -184,18 +194,21 @@ class Attempt:
                 j.task_token, j.webhook_nonce = token, nonce
                 if marks_create:
                     j.prediction_requested_at = j.started_at
+                j.queue_seq = None  # its place in the queue: of no use once it left it
 
+            if self.task.carried:  # the dispatcher's share, carried by the workflow's input
+                meter().carry(self.task.carried)
             started_job = store().transition(job.job_id, JobStatus.PROCESSING, attempt=job.attempt, change=started)
             self.create_marked = marks_create
             return started_job
-        store().update_running(job.job_id, job.attempt, {"task_token": token, "webhook_nonce": nonce})
+        store().update_running(job, {"task_token": token, "webhook_nonce": nonce})
         return job.model_copy(update={"task_token": token, "webhook_nonce": nonce})
 
     def _prediction(self, job: Job, reporter: ProgressReporter, *, inline: bool) -> PredictionState:
         """The attempt's prediction, started or found (see Generation.start)."""
 
         def record(fields: dict[str, Any]) -> None:
-            store().update_running(job.job_id, job.attempt, fields)
+            store().update_running(job, fields)
 
         run = Run(
             until=min(self.deadline, self.lambda_deadline),
@@ -258,6 +271,7 @@ class Attempt:
         provider's files began, so the copy time covers downloads and uploads."""
         copy_started = copy_started or time.monotonic()
         outputs = []
+        meter().add(s3_puts=len(images))
         for index, image in enumerate(images):
             key = output_files.output_key(job.job_id, job.attempt, index, image.content_type)
             output_files.put_output(key, image.data, image.content_type, image.metadata | metadata)
@@ -274,6 +288,7 @@ class Attempt:
 
         def completed(j: Job) -> None:
             j.outputs, j.progress = outputs, 100
+            j.provider_input = None  # a completed job never runs again: its bytes would be paid for nothing
             j.predict_seconds = predict_seconds
             j.output_copy_seconds = round(time.monotonic() - copy_started, 3)
 
@@ -324,7 +339,7 @@ class ProgressReporter:
         value = max(0, min(99, value))
         if value <= self.last_value or now - self.last_time < PROGRESS_MIN_INTERVAL:
             return
-        store().set_progress(self.job_id, self.attempt, value)  # raises JobNotRunning when cancelled
+        store().set_progress(self.job, value)  # raises JobNotRunning when cancelled
         self.last_value, self.last_time = value, now
         notify.job_changed(self.job, WebhookEvent.PROGRESS, seq=value)
 

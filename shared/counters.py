@@ -4,7 +4,9 @@ writes: a job's status change is then one conditional write, not a transaction w
 Every change of a job item reaches the stream with the item before and after. A batch of changes
 is summed into deltas per counter item and applied in one transaction:
 - `stats#N` (one of the job store's COUNTER_SHARDS, by batch): jobs per status, `submitted` (jobs
-  in the table) and `duration_ms` (summed over completed jobs), read by operators' stats;
+  in the table), the sums of their usage (`usage_*`, as each job's grows) and, over completed
+  jobs, of their duration (`duration_ms`), timings (`metric_*_ms` and `_count`) and provider
+  charges (`provider_nusd`, nano-dollars), read by operators' stats;
 - `owner#<owner>`: the same for each owner with a change in the batch, read by its stats. The
   item's `active` count (the key's quota) is not kept here: the job's own transactions keep it.
 A job item that is deleted (its TTL expired) leaves the counters, so stats count the jobs in the
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from datetime import datetime
 from typing import Any
 
 from shared.aws import client
@@ -30,10 +31,15 @@ from shared.job_store import (
     ENTITY,
     JOB_ENTITY,
     OWNER_COUNTER_PREFIX,
+    USAGE_PREFIX,
+    job_of,
     store,
 )
-from shared.models import JobStatus
+from shared.jobs import model_key
+from shared.models import Job, JobStatus
 from shared.observability import logger
+from shared.schemas import JobCost, JobMetrics
+from shared.usage import Usage
 
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
 
@@ -43,7 +49,7 @@ def apply(records: list[dict[str, Any]]) -> dict[str, int]:
     if not records:
         return {"changes": 0, "counters": 0}
     deltas: dict[str, Counter] = defaultdict(Counter)
-    durations: list[tuple[str, float]] = []
+    durations: dict[str, list[float]] = defaultdict(list)
     counted = 0
     token = _token(records)
     # A shard chosen by the batch: a retry must make the very same transaction.
@@ -55,53 +61,69 @@ def apply(records: list[dict[str, Any]]) -> dict[str, int]:
             continue
         counted += 1
         delta = _delta(old, new)
-        owner = (new or old)["owner"]
+        owner = (new or old).owner
         deltas[total].update(delta)
         deltas[OWNER_COUNTER_PREFIX + owner].update(delta)
-        if _newly(JobStatus.COMPLETED, old, new) and "duration_ms" in delta:
-            durations.append((new.get("model") or "mock", delta["duration_ms"] / 1000))
+        if new and _completed(new) and not (old and _completed(old)) and delta["duration_ms"]:
+            durations[model_key(new)].append(delta["duration_ms"] / 1000)
     writes = {key: Counter({k: v for k, v in d.items() if v}) for key, d in deltas.items()}
     _write({key: d for key, d in writes.items() if d}, token)
-    by_model: dict[str, list[float]] = defaultdict(list)
-    for model, seconds in durations:
-        by_model[model].append(seconds)
-    for model, seconds in by_model.items():
+    for model, seconds in durations.items():
         _record_durations(model, seconds)
     return {"changes": counted, "counters": len(writes)}
 
 
-def _job(image: dict[str, Any] | None) -> dict[str, Any] | None:
+def _job(image: dict[str, Any] | None) -> Job | None:
     if not image or image.get(ENTITY, {}).get("S") != JOB_ENTITY:
         return None
-    return store().plain(image)
+    return job_of(store().plain(image))
 
 
-def _delta(old: dict[str, Any] | None, new: dict[str, Any] | None) -> Counter:
-    """What one change of a job adds to its counters."""
+def _completed(job: Job) -> bool:
+    return job.status == JobStatus.COMPLETED
+
+
+def _delta(old: Job | None, new: Job | None) -> Counter:
+    """What one change of a job adds to its counters: its usage grows at most writes; the rest
+    moves only with its status (or its deletion)."""
     delta: Counter = Counter()
-    if old and new and old["status"] == new["status"]:
+    for name in Usage.model_fields:
+        delta[USAGE_PREFIX + name] = _usage(new, name) - _usage(old, name)
+    if old and new and old.status == new.status:
         return delta  # progress, prediction id, ...: no status change
-    if old:
-        delta[old["status"]] -= 1
-        if old["status"] == JobStatus.COMPLETED:
-            delta["duration_ms"] -= _duration_ms(old)
-    if new:
-        delta[new["status"]] += 1
-        if new["status"] == JobStatus.COMPLETED:
-            delta["duration_ms"] += _duration_ms(new)
-    delta["submitted"] += (new is not None) - (old is not None)
+    for job, sign in ((old, -1), (new, 1)):
+        if job is None:
+            continue
+        delta[job.status.value] += sign
+        delta["submitted"] += sign if (old is None or new is None) else 0
+        if _completed(job):
+            for name, value in _completed_sums(job).items():
+                delta[name] += sign * value
     return delta
 
 
-def _newly(status: JobStatus, old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
-    return bool(new and new["status"] == status and (not old or old["status"] != status))
+def _usage(job: Job | None, name: str) -> float:
+    return getattr(job.usage, name) if job else 0
 
 
-def _duration_ms(job: dict[str, Any]) -> int:
-    if not job.get("started_at") or not job.get("finished_at"):
-        return 0
-    started, finished = (datetime.fromisoformat(job[k].replace("Z", "+00:00")) for k in ("started_at", "finished_at"))
-    return int((finished - started).total_seconds() * 1000)
+def _completed_sums(job: Job) -> dict[str, int]:
+    """What a completed job adds to the sums of its counters: its duration (ms), each of its
+    timings (ms, and a count: a timing may be unknown) and the provider's charge (nano-USD)."""
+    lasted = (job.finished_at - job.started_at).total_seconds() if job.started_at and job.finished_at else 0
+    sums = {"duration_ms": int(lasted * 1000)}
+    for name, seconds in JobMetrics.of(job).model_dump().items():
+        if seconds is not None:
+            key = name.removesuffix("_seconds")
+            sums[f"metric_{key}_ms"] = _ms(seconds)
+            sums[f"metric_{key}_count"] = 1
+    cost = JobCost.of(job).provider
+    if cost and cost.usd:
+        sums["provider_nusd"] = round(cost.usd * 1e9)
+    return sums
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def _token(records: list[dict[str, Any]]) -> str:
@@ -124,7 +146,7 @@ def _write(deltas: dict[str, Counter], token: str) -> None:
 
 def _update(key: str, delta: Counter) -> dict[str, Any]:
     names = {f"#c{i}": name for i, name in enumerate(delta)}
-    values = {f":c{i}": {"N": str(v)} for i, v in enumerate(delta.values())}
+    values = {f":c{i}": {"N": _number(v)} for i, v in enumerate(delta.values())}
     return {
         "TableName": store().table,
         "Key": {"pk": {"S": key}},
@@ -132,6 +154,10 @@ def _update(key: str, delta: Counter) -> dict[str, Any]:
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else format(round(value, 6), "f")
 
 
 def _record_durations(model: str, seconds: list[float]) -> None:

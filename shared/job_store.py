@@ -47,6 +47,7 @@ from shared.errors import (
 )
 from shared.models import TRANSITIONS, Attempt, Job, JobStatus, to_iso, utcnow
 from shared.settings import get_settings
+from shared.usage import Usage, item_size, meter, write_units
 
 # Table layout: the contract with infra/spec.py.
 PK = "pk"
@@ -66,6 +67,10 @@ ACTIVE = {JobStatus.PENDING, JobStatus.PROCESSING}
 JOB_ENTITY = "job"
 COUNTER_SHARDS = 8
 COUNTER_PREFIX = "stats#"
+# A job's usage (shared/usage.py) is stored as top-level numbers, so any write can ADD to them.
+USAGE_PREFIX = "usage_"
+# The keys of the four indexes (all KEYS_ONLY): a write that adds, moves or drops an entry pays for it.
+INDEX_KEYS = ((STATUS, CREATED_AT), (ENTITY, CREATED_AT), (OWNER, CREATED_AT), (OWNER_STATUS, CREATED_AT))
 QUEUE_KEY = "queue"
 TIMING_PREFIX = "timing#"
 # Weight of the newest duration in a model's moving average: recent jobs count most.
@@ -132,13 +137,15 @@ class JobStore:
         return self._unmarshal(item)
 
     def _job_item(self, job: Job) -> dict[str, Any]:
-        item = job.model_dump(mode="python")
+        # The id is the key (pk): not stored twice, as each write pays for the item's bytes.
+        item = job.model_dump(mode="python", exclude={"job_id", "usage"})
         # Only what the client sent: a reloaded request still knows which parameters were chosen
         # (and so which a model must honour) and which are defaults.
         item["request"] = job.request.model_dump(mode="python", exclude_unset=True)
         item[PK] = job.job_id
         item[ENTITY] = JOB_ENTITY
         item[OWNER_STATUS] = f"{job.owner}#{job.status.value}"
+        item |= {USAGE_PREFIX + name: value for name, value in job.usage.rounded() if value}
         return self._marshal(item)
 
     def _job(self, item: dict[str, Any]) -> Job:
@@ -206,18 +213,19 @@ class JobStore:
                 time.sleep(delay)
         raise StoreBusy("The jobs table is busy; try again")
 
-    def stats(self, owner: str | None = None) -> dict[str, int]:
-        """Jobs per status (plus `submitted` and `duration_ms`), summed over the counter shards,
-        or read from `owner`'s counter item."""
-        totals = dict.fromkeys([s.value for s in JobStatus] + ["submitted", "duration_ms"], 0)
+    def stats(self, owner: str | None = None) -> dict[str, float]:
+        """The counters (shared/counters.py: jobs per status, `submitted`, `duration_ms`, usage,
+        cost and metrics sums), summed over the counter shards, or read from `owner`'s item."""
+        totals: dict[str, float] = dict.fromkeys([s.value for s in JobStatus] + ["submitted", "duration_ms"], 0)
         keys = (
             [OWNER_COUNTER_PREFIX + owner]
             if owner is not None
             else [f"{COUNTER_PREFIX}{n}" for n in range(COUNTER_SHARDS)]
         )
         for item in self._batch_get_items(keys):
-            for name in totals:
-                totals[name] += int(item.get(name, 0))
+            for name, value in item.items():
+                if name not in (PK, "active") and isinstance(value, int | float):
+                    totals[name] = totals.get(name, 0) + value
         return totals
 
     def queue_state(self, model_key: str) -> tuple[int, float | None]:
@@ -231,6 +239,7 @@ class JobStore:
     # ---- writes ------------------------------------------------------------------------------
     def next_queue_seq(self) -> int:
         """The next submit sequence number (1, 2, ...): a job's place in dispatch order."""
+        meter().add(write_units=1)
         response = client("dynamodb").update_item(
             TableName=self.table,
             Key={PK: {"S": QUEUE_KEY}},
@@ -283,6 +292,14 @@ class JobStore:
         """Store a new job. With limits (an API key's quota), the owner's active-job count and this
         minute's submit count are checked and raised in the same transaction: nothing is stored
         over either (ActiveJobsLimit, SubmitRateLimited), however many submits race."""
+        # This transaction's own units go on the job with what the request metered so far: the job
+        # and the owner's counter (and this minute's submit count) at 2 units each, and the job's
+        # index entries. A refused create stores nothing, and its usage is no job's.
+        job.usage = job.usage + meter().take()
+        item = self._job_item(job)
+        counters = 1 if max_per_minute is None else 2
+        units = write_units(item_size(item), transactional=True) + 2 * counters + _index_writes(None, item)
+        job.usage = job.usage + Usage(write_units=units)
         put = {
             "TableName": self.table,
             "Item": self._job_item(job),
@@ -339,6 +356,23 @@ class JobStore:
         job becoming active again (a retry) is refused over it (ActiveJobsLimit). A change that
         keeps the job active or ended (pending -> processing) is one conditional write.
         """
+        taken = meter().take()
+        try:
+            return self._transition(job_id, to, taken, attempt, change, owner, max_active)
+        except BaseException:
+            meter().give_back(taken)  # no write carried it: the next one will
+            raise
+
+    def _transition(
+        self,
+        job_id: str,
+        to: JobStatus,
+        taken: Usage,
+        attempt: int | None,
+        change: Callable[[Job], None] | None,
+        owner: str | None,
+        max_active: int | None,
+    ) -> Job:
         for delay in _backoff():
             current = self.get(job_id, owner)
             if attempt is not None and current.attempt != attempt:
@@ -351,6 +385,11 @@ class JobStore:
             if to.terminal:
                 _close_attempt(new)
             quota = self._quota(current, new, max_active)
+            new.usage = current.usage + taken
+            old_item, new_item = self._job_item(current), self._job_item(new)
+            units = write_units(max(item_size(old_item), item_size(new_item)), transactional=bool(quota))
+            units += (2 if quota else 0) + _index_writes(old_item, new_item)
+            new.usage = new.usage + Usage(write_units=units)
             try:
                 if quota:
                     self._transact(self._replace(current, new), quota)
@@ -366,22 +405,27 @@ class JobStore:
             time.sleep(delay)  # someone else wrote first: re-read and re-check the transition
         raise StoreBusy(f"Job {job_id} is changing too often; try again")
 
-    def set_progress(self, job_id: str, attempt: int, progress: int) -> None:
+    def set_progress(self, job: Job, progress: int) -> None:
         """Raise a running attempt's progress (never lowers it). JobNotRunning if it stopped."""
-        self.update_running(job_id, attempt, {"progress": progress}, only_if_higher="progress")
+        self.update_running(job, {"progress": progress}, only_if_higher="progress")
 
-    def update_running(
-        self, job_id: str, attempt: int, fields: dict[str, Any], only_if_higher: str | None = None
-    ) -> None:
-        """Set fields of a job while `attempt` is running (no status change, no counter).
+    def update_running(self, job: Job, fields: dict[str, Any], only_if_higher: str | None = None) -> None:
+        """Set fields of `job` while its attempt is running (no status change, no counter).
 
         Raises JobNotRunning if the job is no longer processing that attempt (cancelled, failed,
         retried), which is how the worker learns to stop. With `only_if_higher`, a value that is
-        not above the stored one is silently ignored (duplicate or late progress reports).
+        not above the stored one is silently ignored (duplicate or late progress reports). Adds
+        what the invocation metered, and this write's units (by `job`'s size), to its usage.
         """
+        job_id, attempt = job.job_id, job.attempt
+        taken = meter().take()
+        taken = taken + Usage(write_units=write_units(item_size(self._job_item(job))))
+        added = {USAGE_PREFIX + name: value for name, value in taken.rounded() if value}
         values = self._marshal({f":f{i}": v for i, v in enumerate(fields.values())})
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values |= self._marshal({f":u{i}": v for i, v in enumerate(added.values())})
+        names = {f"#f{i}": name for i, name in enumerate(fields)} | {f"#u{i}": n for i, n in enumerate(added)}
         assignments = ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+        additions = "".join(f", #u{i} :u{i}" for i in range(len(added)))
         condition = "#s = :processing AND attempt = :a"
         if only_if_higher:
             index = list(fields).index(only_if_higher)
@@ -390,7 +434,7 @@ class JobStore:
             client("dynamodb").update_item(
                 TableName=self.table,
                 Key={PK: {"S": job_id}},
-                UpdateExpression=f"SET {assignments}, updated_at = :now ADD version :one",
+                UpdateExpression=f"SET {assignments}, updated_at = :now ADD version :one{additions}",
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names | {"#s": STATUS},
                 ExpressionAttributeValues=values
@@ -402,6 +446,7 @@ class JobStore:
                 },
             )
         except Exception as exc:
+            meter().give_back(taken)
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             if only_if_higher and self._still_running(job_id, attempt):
@@ -444,6 +489,17 @@ class JobStore:
         client("dynamodb").transact_write_items(TransactItems=items)
 
 
+def _index_writes(old: dict[str, Any] | None, new: dict[str, Any]) -> int:
+    """Index entries a write adds, moves (2) or drops (KEYS_ONLY: nothing else is written)."""
+    writes = 0
+    for partition, sort in INDEX_KEYS:
+        before = (old[partition], old[sort]) if old and partition in old and sort in old else None
+        after = (new[partition], new[sort]) if partition in new and sort in new else None
+        if before != after:
+            writes += (before is not None) + (after is not None)
+    return writes
+
+
 def _next_version(current: Job, to: JobStatus) -> Job:
     new = current.model_copy(deep=True)
     now = utcnow()
@@ -471,9 +527,16 @@ def _close_attempt(job: Job) -> None:
     )
 
 
+def job_of(item: dict[str, Any]) -> Job:
+    """A job from its item, in plain values (a stream record's image, say: JobStore.plain)."""
+    return _job_of(dict(item))
+
+
 def _job_of(item: dict[str, Any]) -> Job:
     item.pop(OWNER_STATUS, None)  # an index key, derived from owner and status
-    return Job.model_validate(item)
+    item.setdefault("job_id", item[PK])
+    usage = {name[len(USAGE_PREFIX) :]: item.pop(name) for name in list(item) if name.startswith(USAGE_PREFIX)}
+    return Job.model_validate(item | {"usage": usage})
 
 
 def _failed_items(exc: Exception) -> set[int]:

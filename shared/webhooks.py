@@ -30,6 +30,7 @@ from shared.models import Job, WebhookEvent, to_iso, utcnow
 from shared.observability import logger
 from shared.secrets import provider_credentials
 from shared.settings import get_settings
+from shared.usage import meter
 from shared.workflow import hand_to_worker, send_task_heartbeat
 
 TOLERANCE_SECONDS = 300  # Standard Webhooks' default
@@ -180,14 +181,14 @@ def deliver(job_id: str, attempt: int, nonce: str, payload: dict) -> str:
         return "another prediction"
     try:
         if not job.prediction_id:  # the webhook beat the worker's own write of the id
-            store().update_running(job_id, attempt, {"prediction_id": prediction.id})
+            store().update_running(job, {"prediction_id": prediction.id})
         if prediction.done:
             _hand_over(job, payload)
             return "finishing"
         progress = job_progress(prediction.progress)
         # Coalesced: a write only once progress rose PROGRESS_STEP points (each is a paid write).
         if progress is not None and min(progress, 89) >= job.progress + PROGRESS_STEP:
-            store().set_progress(job_id, attempt, min(progress, 89))
+            store().set_progress(job, min(progress, 89))
             if min(progress, 89) > job.progress:
                 notify.job_changed(job, WebhookEvent.PROGRESS, seq=min(progress, 89))
     except JobNotRunning:
@@ -211,6 +212,7 @@ def _hand_over(job: Job, prediction: dict) -> None:
                 "job_timeout_seconds": get_settings().job_timeout,
                 "task_token": job.task_token,
                 "prediction": prediction,
+                "carried": meter().take().rounded().model_dump(),  # this delivery's share of the bill
             }
         )
     except Exception as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.aws import client, error_code
 from shared.settings import get_settings
+from shared.usage import Usage
 
 # What Step Functions answers for a token that no longer waits (used, timed out, stopped).
 CALLBACK_GONE = ("InvalidToken", "TaskTimedOut", "TaskDoesNotExist")
@@ -31,13 +32,14 @@ def execution_arn(job_id: str, attempt: int) -> str:
     return f"{machine.replace(':stateMachine:', ':execution:')}:{execution_name(job_id, attempt)}"
 
 
-def start(job_id: str, attempt: int) -> bool:
-    """Start the attempt's workflow. False if it was already started (a duplicate delivery)."""
+def start(job_id: str, attempt: int, usage: Usage) -> bool:
+    """Start the attempt's workflow. False if it was already started (a duplicate delivery).
+    `usage`: what starting it cost, for the job's first write to add (shared/usage.py)."""
     try:
         client("stepfunctions").start_execution(
             stateMachineArn=get_settings().state_machine_arn,
             name=execution_name(job_id, attempt),
-            input=json.dumps({"job_id": job_id, "attempt": attempt}),
+            input=json.dumps({"job_id": job_id, "attempt": attempt, "usage": usage.rounded().model_dump()}),
         )
         return True
     except Exception as exc:

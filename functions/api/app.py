@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn,
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
-from shared import auth, idempotency, jobs
+from shared import auth, idempotency, jobs, usage
 from shared import health as health_checks
 from shared.errors import InvalidParameter, QuotaExceeded, ServiceError
 from shared.http_input import StrictRequestValidation
@@ -344,5 +344,6 @@ def _accepted(body: JobAccepted) -> Response[JobAccepted]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
+    usage.start(context).add(api_requests=1)  # a job this request writes carries it (shared/usage.py)
     idempotency.register_lambda_context(context)
     return app.resolve(auth.admin_as_api(event), context)

@@ -17,7 +17,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-from shared import webhooks
+from shared import usage, webhooks
 from shared.errors import InvalidParameter, PayloadTooLarge, ServiceError
 from shared.observability import logger, tracer
 from shared.schemas import WEBHOOK_PATH, ErrorBody, FieldError, WebhookAck
@@ -31,6 +31,7 @@ MAX_QUERY_VALUE = 64
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    usage.start(context)  # a write to the job (or the hand-over to the worker) carries it
     method = (event.get("requestContext") or {}).get("http", {}).get("method")
     path = event.get("rawPath")
     if (method, path) != ("POST", WEBHOOK_PATH):

@@ -7,6 +7,7 @@ and other GenerationErrors for what it should record as the job's failure.
 
 from __future__ import annotations
 
+from shared import usage
 from shared.attempt import Attempt, AttemptTask
 from shared.observability import logger, metrics, tracer
 
@@ -15,6 +16,7 @@ from shared.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
+    usage.start(context)
     task = AttemptTask.model_validate(event)
     logger.append_keys(job_id=task.job_id, attempt=task.attempt, action=task.action)
     attempt = Attempt(task, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)

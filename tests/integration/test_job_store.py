@@ -52,17 +52,17 @@ def test_a_stale_attempt_cannot_change_the_job(new_job):
 def test_an_ended_attempt_keeps_no_callback_token(new_job, end):
     """The token is of no use once the attempt ended; kept, every later write would pay for it."""
     job = new_job(JobStatus.PROCESSING)
-    store().update_running(job.job_id, 1, {"task_token": "t" * 900})
+    store().update_running(job, {"task_token": "t" * 900})
     store().transition(job.job_id, end)
     assert store().get(job.job_id).task_token is None
 
 
 def test_progress_of_a_cancelled_job_is_refused(new_job):
     job = new_job(JobStatus.PROCESSING)
-    store().set_progress(job.job_id, 1, 40)
+    store().set_progress(job, 40)
     store().transition(job.job_id, JobStatus.CANCELLED)
     with pytest.raises(JobNotRunning):
-        store().set_progress(job.job_id, 1, 50)
+        store().set_progress(job, 50)
     assert store().get(job.job_id).progress == 40
 
 
@@ -80,9 +80,11 @@ def race(job_id: str) -> dict[str, str]:
         except InvalidTransition:
             results[target.value] = "lost"
 
+    job = store().get(job_id)
+
     def progress() -> None:
         barrier.wait()
-        store().set_progress(job_id, 1, 70)
+        store().set_progress(job, 70)
 
     threads = [threading.Thread(target=change, args=(s,)) for s in (JobStatus.CANCELLED, JobStatus.COMPLETED)]
     threads.append(threading.Thread(target=progress))
@@ -185,20 +187,21 @@ def test_stats_follow_the_table_when_jobs_expire(emulator):
         counts = {s.value: sum(j.status == s for j in jobs) for s in JobStatus}
         return counts | {"submitted": len(jobs)}
 
+    counted = [*(s.value for s in JobStatus), "submitted"]
     emulator.counters.settle()
     stats = store().stats(owner)
-    assert (
-        {k: v for k, v in stats.items() if k != "duration_ms"}
-        == listed()
-        == {"pending": 1, "processing": 0, "completed": 2, "failed": 1, "cancelled": 1, "submitted": 5}
-    )
-    durations = stats["duration_ms"]
+    assert {k: stats[k] for k in counted} == listed()
+    assert listed() == {"pending": 1, "processing": 0, "completed": 2, "failed": 1, "cancelled": 1, "submitted": 5}
+    # The sums of the jobs' usage (their AWS cost) follow the jobs too.
+    assert stats["usage_write_units"] == sum(j.usage.write_units for j in made)
     expired = made[0]
     assert expired.expires_at  # a finished job carries its TTL
     client("dynamodb").delete_item(TableName=store().table, Key={"pk": {"S": expired.job_id}})  # what TTL does
     emulator.counters.settle()
     after = store().stats(owner)
-    assert {k: v for k, v in after.items() if k != "duration_ms"} == listed()
+    assert {k: after[k] for k in counted} == listed()
     assert after["completed"] == 1 and after["submitted"] == 4
     lasted = int((expired.finished_at - expired.started_at).total_seconds() * 1000)
-    assert lasted > 0 and after["duration_ms"] == durations - lasted
+    assert lasted > 0 and after["duration_ms"] == stats["duration_ms"] - lasted
+    assert after["usage_write_units"] == stats["usage_write_units"] - expired.usage.write_units
+    assert after["metric_total_count"] == stats["metric_total_count"] - 1
