@@ -276,11 +276,16 @@ def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r for r in template["Resources"].values() if r["Type"] == kind]
 
 
+def alarm_metric_count(alarm: dict[str, Any]) -> int:
+    """The metrics an alarm is billed for: its metric, or each metric a math expression reads (the
+    expression itself is not one)."""
+    queries = alarm["Properties"].get("Metrics")
+    return sum("MetricStat" in q for q in queries) if queries else 1
+
+
 def idle_cost(template: dict[str, Any]) -> list[tuple[str, int, float]]:
     """(item, count, $ per month) of what the stack costs with no traffic."""
-    alarm_metrics = sum(
-        len(a["Properties"].get("Metrics") or [None]) for a in resources(template, "AWS::CloudWatch::Alarm")
-    )
+    alarm_metrics = sum(alarm_metric_count(a) for a in resources(template, "AWS::CloudWatch::Alarm"))
     items = [
         ("alarm metrics", alarm_metrics, PRICES["cloudwatch_alarm_metric_month"]),
         ("dashboards", len(resources(template, "AWS::CloudWatch::Dashboard")), PRICES["cloudwatch_dashboard_month"]),

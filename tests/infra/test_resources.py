@@ -393,14 +393,25 @@ def test_alarms_cover_what_needs_a_human(dev: Synthesized) -> None:
         "Errors",
         "Throttles",
     } <= every
-    per_function = [names for names in watched.values() if names in ({"Errors"}, {"Throttles"})]
-    assert len(per_function) == 2 * len(spec.FUNCTIONS)
+    from infra.constructs.monitoring import ERROR_ALARMS
+
+    assert len([names for names in watched.values() if names == {"Errors"}]) == len(ERROR_ALARMS)
+    [throttles] = [lid for lid, names in watched.items() if names == {"Throttles"}]
+    assert "Dimensions" not in dev.resources("AWS::CloudWatch::Alarm")[throttles]["Properties"]  # every function
     dlq_alarms = [lid for lid, names in watched.items() if names == {"ApproximateNumberOfMessagesVisible"}]
     assert len(dlq_alarms) == 3  # the jobs' DLQ, the failed events' queue, the client webhooks' DLQ
     topic_id, _ = dev.resource("AWS::SNS::Topic")
     for logical_id, alarm in dev.resources("AWS::CloudWatch::Alarm").items():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}], logical_id
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching", logical_id
+
+
+def test_the_alarms_and_dashboard_cost_at_most_4_60_a_month(dev: Synthesized) -> None:
+    """$0.10 per alarm metric, $3 per dashboard: with one $0.40 secret, idle stays within $5."""
+    metrics = sum(
+        len(a["Properties"].get("Metrics") or [None]) for a in dev.resources("AWS::CloudWatch::Alarm").values()
+    )
+    assert 0.10 * metrics + 3.00 * len(dev.resources("AWS::CloudWatch::Dashboard")) <= 4.60
 
 
 def test_oldest_pending_job_alarm_watches_the_jobs_queue(dev: Synthesized) -> None:
