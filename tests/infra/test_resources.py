@@ -408,9 +408,10 @@ def test_alarms_cover_what_needs_a_human(dev: Synthesized) -> None:
 
 def test_the_alarms_and_dashboard_cost_at_most_4_60_a_month(dev: Synthesized) -> None:
     """$0.10 per alarm metric, $3 per dashboard: with one $0.40 secret, idle stays within $5."""
-    metrics = sum(
-        len(a["Properties"].get("Metrics") or [None]) for a in dev.resources("AWS::CloudWatch::Alarm").values()
-    )
+    from bench.cost import alarm_metric_count
+
+    metrics = sum(alarm_metric_count(a) for a in dev.resources("AWS::CloudWatch::Alarm").values())
+    assert metrics == 11
     assert 0.10 * metrics + 3.00 * len(dev.resources("AWS::CloudWatch::Dashboard")) <= 4.60
 
 
