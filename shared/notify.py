@@ -72,7 +72,11 @@ def secret_for(job: Job) -> list[SecretStr]:
     """The secrets that sign this job's deliveries, read at each delivery (so a rotation applies
     at once): those of the API key that submitted it, even if revoked since (its accepted jobs
     still report to the receiver that holds its secret); for a job without a key (an operator's
-    IAM principal, or API_AUTH=none locally), the deployment's own."""
+    IAM principal, or API_AUTH=none locally), the deployment's own, as for a key made before keys
+    had their own (until `make api-key-rotate-secret` gives it one)."""
     if job.key_id:
-        return signing.current(job.key_id)
+        try:
+            return signing.current(job.key_id)
+        except signing.NoSigningSecret:
+            pass
     return signing.deployment()

@@ -30,7 +30,7 @@ GRACE_HOURS = 24  # the previous secret still signs this long after a rotation
 
 
 class NoSigningSecret(Exception):
-    """The key's secret item is gone (only a manual delete does that): nothing to sign with."""
+    """No secret item for this id: a key made before keys had their own."""
 
 
 def new_secret() -> str:
@@ -87,19 +87,27 @@ def stored_deployment() -> list[SecretStr]:
 
 def rotate(owner_id: str, grace_hours: float = GRACE_HOURS) -> str:
     """A new current secret; the one it replaces keeps signing for `grace_hours` (only the latest
-    previous one: a second rotation within the grace period drops the oldest)."""
+    previous one: a second rotation within the grace period drops the oldest). An id without a
+    secret yet (a key made before keys had their own) gets its first."""
     secret = new_secret()
-    client("dynamodb").update_item(
-        TableName=_table(),
-        Key={"pk": {"S": ITEM_PREFIX + owner_id}},
-        UpdateExpression="SET previous = secret, previous_until = :until, secret = :new, rotated_at = :now",
-        ConditionExpression="attribute_exists(pk)",
-        ExpressionAttributeValues={
-            ":new": {"S": secret},
-            ":until": {"N": str(int(time.time() + grace_hours * 3600))},
-            ":now": {"S": to_iso(utcnow())},
-        },
-    )
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key={"pk": {"S": ITEM_PREFIX + owner_id}},
+            UpdateExpression="SET previous = secret, previous_until = :until, secret = :new, rotated_at = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={
+                ":new": {"S": secret},
+                ":until": {"N": str(int(time.time() + grace_hours * 3600))},
+                ":now": {"S": to_iso(utcnow())},
+            },
+        )
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        client("dynamodb").put_item(
+            TableName=_table(), Item=item(owner_id, secret), ConditionExpression="attribute_not_exists(pk)"
+        )
     return secret
 
 

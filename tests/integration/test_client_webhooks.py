@@ -370,6 +370,22 @@ def test_a_job_of_a_revoked_key_still_signs_with_that_key_s_secret(as_key, emula
     assert json.loads(receiver.requests[0]["body"])["data"]["job_id"] == job_id
 
 
+def test_a_key_made_before_keys_had_secrets_signs_with_the_deployment_s_until_rotated(as_key, hooks):
+    from shared import auth, signing
+    from shared.aws import client
+    from shared.settings import get_settings
+
+    receiver = hooks()
+    owner, key, caller = as_key()
+    table = get_settings().jobs_table_name
+    client("dynamodb").delete_item(TableName=table, Key={"pk": {"S": signing.ITEM_PREFIX + key.key_id}})
+    before = delivered(caller, receiver, submit_with_webhook(caller, receiver.url))
+    assert verifies(SECRET, before)
+    own = auth.rotate_signing_secrets(owner)[key.key_id]  # its first own secret
+    after = delivered(caller, receiver, submit_with_webhook(caller, receiver.url))
+    assert verifies(own, after) and not verifies(SECRET, after)
+
+
 def test_jobs_without_a_key_sign_with_the_deployment_s_secret(api, as_key, configure, emulator, hooks):
     """An operator's job (IAM principal, no key) with keys on, and any job with keys off."""
     from tests.conftest import load_event
