@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "create":
         new = auth.create_key(args.name, args.max_active_jobs, args.max_submits_per_minute)
-        print(f"API key for {args.name} (key id {new.key_id}; shown once, store it now), after its signing secret")
+        print(f"API key for {args.name} (key id {new.key_id}), shown once: store it and its webhook signing secret now")
         print(f"Webhook signing secret: {new.signing_secret}")
         print(new.key)
     elif args.command == "rotate-secret":
@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             print(secret)
         return 0 if rotated else 1
     elif args.command == "deployment-secret":
-        # The stored one (deployed); locally `make dev` signs with CLIENT_WEBHOOK_SECRET instead.
         secret = signing.stored_deployment()[0].get_secret_value()
+        if not args.stack:
+            print("(the emulation's stored one: `make dev` signs with its CLIENT_WEBHOOK_SECRET)", file=sys.stderr)
         if args.rotate:
             secret = signing.rotate(signing.DEPLOYMENT, args.grace_hours)
             print(f"New deployment webhook signing secret (the old one signs too for {args.grace_hours:g} h):")
