@@ -61,9 +61,9 @@ class Settings(BaseSettings):
     max_attempts_per_job: int = Field(default=20, ge=1, le=100)
     presigned_url_ttl: int = Field(default=3600, ge=60, le=604_800)
 
-    # Client webhooks. Deployed, the signing secret is read from CLIENT_WEBHOOK_SECRET_ARN.
+    # Client webhooks. The secret of jobs made without an API key; unset (deployed): the one stored
+    # in the jobs table (shared/signing.py). Keys have their own.
     client_webhook_secret: SecretStr | None = None
-    client_webhook_secret_arn: str | None = None
     client_webhook_queue_url: str = ""
     # Only for local testing: allows http and loopback/private targets. Never set on deploy.
     client_webhook_allow_private: bool = False

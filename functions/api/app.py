@@ -258,7 +258,9 @@ def with_webhooks(schema: str) -> str:
     headers = {
         "webhook-id": "Stable per event: deduplicate retries by it",
         "webhook-timestamp": "Unix seconds when this try was sent",
-        "webhook-signature": "v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ signing secret",
+        "webhook-signature": "v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ signing secret of the "
+        "API key that submitted the job (or the deployment's); space-separated, one per valid secret (two during "
+        "a rotation's grace period): accept any that matches",
     }
     body = {
         "type": "object",

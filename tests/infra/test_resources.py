@@ -156,6 +156,13 @@ def test_one_provider_secret_holding_json_and_no_real_value(dev: Synthesized) ->
     assert "REPLICATE_SECRET_ARN" not in function(dev, "dispatcher")[1]["Properties"]["Environment"]["Variables"]
 
 
+def test_the_provider_secret_is_the_only_one(each_stage: Synthesized) -> None:
+    """Secrets Manager bills each secret every month: the client webhook signing secrets are
+    jobs-table items instead (shared/signing.py), so the idle stack pays for one."""
+    assert len(each_stage.resources("AWS::SecretsManager::Secret")) == 1
+    assert "CLIENT_WEBHOOK_SECRET" not in json.dumps(each_stage.json)
+
+
 # ---- functions -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list(spec.FUNCTIONS))
 def test_function_runtime_size_tracing_and_logs(dev: Synthesized, name: str) -> None:
