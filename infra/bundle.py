@@ -70,9 +70,23 @@ class BundleError(RuntimeError):
     """A package cannot be built as Lambda needs it (the message says what to do)."""
 
 
+# Built like the functions but never deployed: the cold-start benchmark's FastAPI + Mangum twin of
+# the api (bench/cold_start.py), so both are measured from packages made the same way.
+BENCH_PACKAGES = {"fastapi_baseline": (ROOT / "bench" / "fastapi_baseline", "bench")}
+
+
 def group_of(function: str) -> str:
     """The pyproject dependency group a function installs (infra/spec.py says which)."""
+    if function in BENCH_PACKAGES:
+        return BENCH_PACKAGES[function][1]
     return spec.FUNCTIONS[function].dependency_group
+
+
+def source_dir(function: str) -> Path:
+    """The directory whose files go to the package's root (app.py among them)."""
+    if function in BENCH_PACKAGES:
+        return BENCH_PACKAGES[function][0]
+    return spec.FUNCTIONS[function].source_dir
 
 
 def requirements(group: str) -> list[str]:
@@ -106,9 +120,8 @@ def _project_name(requirement: str) -> str:
 
 def _source_files(function: str) -> list[tuple[str, Path]]:
     """(path inside the package, file) for the function's code and the shared package."""
-    spec_ = spec.FUNCTIONS[function]
     files = []
-    for base, prefix in ((spec_.source_dir, ""), (SHARED, "shared/")):
+    for base, prefix in ((source_dir(function), ""), (SHARED, "shared/")):
         for path in sorted(base.rglob("*")):
             relative = path.relative_to(base)
             if path.is_file() and not _ignored(relative):
@@ -267,8 +280,10 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _pip_install(requirements_: list[str], target: Path, architecture: str) -> None:
+def _pip_install(requirements_: list[str], target: Path, architecture: str, *, dependencies: bool = True) -> None:
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if not dependencies:
+        command.append("--no-deps")
     for platform in PLATFORMS[architecture]:
         command += ["--platform", platform]
     command += [
@@ -325,12 +340,12 @@ def report(functions: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("functions", nargs="*", help="default: every function of infra/spec.py")
+    parser.add_argument("functions", nargs="*", help="default: every function of infra/spec.py (or fastapi_baseline)")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--report", action="store_true", help="print the packages' sizes as a table")
     args = parser.parse_args(argv)
     functions = args.functions or list(spec.FUNCTIONS)
-    unknown = set(functions) - set(spec.FUNCTIONS)
+    unknown = set(functions) - set(spec.FUNCTIONS) - set(BENCH_PACKAGES)
     if unknown:
         parser.error(f"unknown functions {sorted(unknown)}; infra/spec.py has {sorted(spec.FUNCTIONS)}")
     try:
