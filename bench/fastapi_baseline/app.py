@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+from aws_lambda_powertools.logging import correlation_paths
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -60,6 +61,7 @@ def generate(
         body.model_dump(mode="json", exclude_unset=True),
         lambda: JobAccepted.of(jobs.submit(body, caller)).model_dump(mode="json"),
         caller.owner,
+        request.scope["aws.context"],
     )
     return JSONResponse(answer, status_code=202, headers={"Location": answer["links"]["self"]})
 
@@ -102,7 +104,8 @@ def retry_job(job_id: JobId, request: Request, idempotency_key: IdempotencyKey =
         job = jobs.retry(job_id, caller)
         return JobAccepted.of(job, message=f"Attempt {job.attempt} accepted").model_dump(mode="json")
 
-    answer = idempotency.once(idempotency_key, "retry", {"job_id": job_id}, new_attempt, caller.owner)
+    context = request.scope["aws.context"]
+    answer = idempotency.once(idempotency_key, "retry", {"job_id": job_id}, new_attempt, caller.owner, context)
     return JSONResponse(answer, status_code=202, headers={"Location": answer["links"]["self"]})
 
 
@@ -181,7 +184,7 @@ def validation_error(request: Request, exc: RequestValidationError) -> JSONRespo
 asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
