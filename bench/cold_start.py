@@ -95,6 +95,7 @@ def host_twin(package: str, interpreter: str) -> tuple[Path, list[str]]:
             for dist_info in sorted(staging.glob("*.dist-info")):
                 if "Root-Is-Purelib: false" in (dist_info / "WHEEL").read_text():
                     swapped.append(_swap_for_host_wheel(staging, dist_info, architecture, interpreter))
+        bundle.check_bytecode(staging)
         stamp_text = json.dumps({"recipe": recipe, "swapped": swapped}, indent=2) + "\n"
         (staging / bundle.STAMP).write_text(stamp_text)
         _make_writable(twin)
@@ -170,6 +171,7 @@ def lambda_environment(package: str, root: Path) -> dict[str, str]:
         "POWERTOOLS_TRACE_DISABLED": "false",
         "POWERTOOLS_METRICS_DISABLED": "false",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        **spec.RUNTIME_ENV,
     }
 
 

@@ -20,6 +20,7 @@ The CDK app runs this itself when it stages a function's asset (infra/constructs
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -142,7 +143,7 @@ def inputs_hash(function: str, architecture: str = ARCHITECTURE) -> str:
         "platforms": PLATFORMS[architecture],
         "python": PYTHON_VERSION,
         "botocore_services": sorted(BOTOCORE_SERVICES),
-        "recipe": 2,  # bump when the way packages are built changes
+        "recipe": 3,  # bump when the way packages are built changes
     }
     digest.update(json.dumps(recipe, sort_keys=True).encode())
     for name, path in _source_files(function):
@@ -180,6 +181,7 @@ def build(function: str, *, architecture: str = ARCHITECTURE, force: bool = Fals
             shutil.copy2(path, destination)
         _remove_bytecode(staging)
         compile_bytecode(staging, interpreter)
+        check_bytecode(staging)
         stamp = {"function": function, "group": group_of(function), "inputs": inputs}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         shutil.rmtree(target, ignore_errors=True)
@@ -254,9 +256,23 @@ def compile_bytecode(root: Path, interpreter: str) -> None:
         raise BundleError(f"compileall failed in {root}:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
+def check_bytecode(root: Path) -> None:
+    """Every module has its .pyc for the runtime's Python, or the build stops (a module without one
+    would be compiled at every cold start, in memory, since Lambda's code directory is read-only)."""
+    tag = "cpython-" + PYTHON_VERSION.replace(".", "")
+    missing = [
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.py")
+        if not (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").is_file()
+    ]
+    if missing:
+        raise BundleError(f"{len(missing)} modules have no {tag} bytecode in {root}, e.g. {missing[:5]}")
+
+
 def prune_botocore(root: Path) -> None:
-    """Drop the service models of every service but BOTOCORE_SERVICES (the data files at the top of
-    botocore/data: endpoints, partitions, default configuration, retries, stay)."""
+    """Drop the service models of every service but BOTOCORE_SERVICES, and their entries in
+    endpoints.json (1.2 MB, parsed whole at the first client of every cold start). The other data
+    files at the top of botocore/data (partitions, default configuration, retries) stay."""
     data = root / "botocore" / "data"
     if not data.is_dir():
         return
@@ -266,6 +282,21 @@ def prune_botocore(root: Path) -> None:
     missing = {s for s in BOTOCORE_SERVICES if not (data / s).is_dir()}
     if missing:
         raise BundleError(f"botocore has no model for {sorted(missing)}: check BOTOCORE_SERVICES")
+    endpoints_file = data / "endpoints.json"
+    if endpoints_file.is_file():
+        prefixes = {_endpoint_prefix(data / service) for service in BOTOCORE_SERVICES}
+        endpoints = json.loads(endpoints_file.read_text())
+        for partition in endpoints["partitions"]:
+            partition["services"] = {k: v for k, v in partition["services"].items() if k in prefixes}
+        endpoints_file.write_text(json.dumps(endpoints, separators=(",", ":")))
+
+
+def _endpoint_prefix(service_dir: Path) -> str:
+    """The name a service has in endpoints.json (stepfunctions: states), from its newest model."""
+    newest = max(path for path in service_dir.iterdir() if path.is_dir())
+    model = newest / "service-2.json"
+    raw = model.read_bytes() if model.is_file() else gzip.decompress((newest / "service-2.json.gz").read_bytes())
+    return json.loads(raw)["metadata"]["endpointPrefix"]
 
 
 def _progress(message: str) -> None:
