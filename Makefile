@@ -65,7 +65,7 @@ api-keys: $(STAMP) ## List the API keys, never the keys themselves (STACK=<stack
 	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) list
 
 bench: $(STAMP) ## Cold start of every function (import + first call), in fresh interpreters
-	$(BIN)/python -m bench.cold_start --runs 3
+	$(BIN)/python -m bench.cold_start
 
 cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (bench/prices.json)
 	$(BIN)/python -m bench.cost

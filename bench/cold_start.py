@@ -239,9 +239,10 @@ def run(cases: list[Case], runs: int) -> dict[str, list[dict]]:
     from local.emulator import Emulator
 
     measured: dict[str, list[dict]] = {case.name: [] for case in cases}
-    # The functions the emulation runs in this process (a dispatched job's workflow) log at ERROR only.
-    quiet = {"MOCK_GENERATION_SECONDS": "0", "POWERTOOLS_LOG_LEVEL": "ERROR"}
-    with Emulator(env=quiet), tempfile.TemporaryDirectory() as events:
+    from shared.observability import logger
+
+    logger.setLevel("ERROR")  # the functions this process runs for a dispatched job's workflow
+    with Emulator(env={"MOCK_GENERATION_SECONDS": "0"}), tempfile.TemporaryDirectory() as events:
         for run_index in range(runs):
             shift = run_index % len(cases)
             order = cases[shift:] + cases[:shift]
@@ -258,25 +259,36 @@ def run(cases: list[Case], runs: int) -> dict[str, list[dict]]:
 
 
 def report(cases: list[Case], measured: dict[str, list[dict]]) -> str:
-    lines = [f"{'case':<20}{'init ms':>9}{'first call ms':>15}{'total ms':>10}{'peak MB':>9}   loaded at init"]
-    medians = {}
+    """Medians of wall time (what a caller waits) and of CPU time (what the machine's load changes
+    least), per case; then the api against the baseline, as ratios of those medians."""
+    header = f"{'':<20}{'wall time, ms':^33}{'CPU time, ms':^22}"
+    lines = [header, f"{'case':<20}{'init':>9}{'first call':>12}{'total':>12}{'init':>11}{'total':>11}"]
+    lines[-1] += f"{'peak MB':>9}   loaded at init"
+    medians: dict[str, list[float]] = {}
     for case in cases:
         runs = measured[case.name]
-        init = statistics.median(r["init_ms"] for r in runs)
-        call = statistics.median(r["first_call_ms"] for r in runs)
-        total = statistics.median(r["init_ms"] + r["first_call_ms"] for r in runs)
+        values = [
+            statistics.median(r["init_ms"] for r in runs),
+            statistics.median(r["first_call_ms"] for r in runs),
+            statistics.median(r["init_ms"] + r["first_call_ms"] for r in runs),
+            statistics.median(r["init_cpu_ms"] for r in runs),
+            statistics.median(r["init_cpu_ms"] + r["first_call_cpu_ms"] for r in runs),
+        ]
+        medians[case.name] = values
         peak = statistics.median(r["peak_rss_mb"] for r in runs)
-        medians[case.name] = (init, call, total)
         loaded = ", ".join(runs[0]["loaded_at_init"]) or "-"
-        lines.append(f"{case.name:<20}{init:>9.0f}{call:>15.0f}{total:>10.0f}{peak:>9.0f}   {loaded}")
-    pairs = [(a, b) for a, b in COMPARED if a in medians and b in medians]
-    if pairs:
-        lines.append("")
-        lines.append(f"{'api / baseline':<20}{'init':>9}{'first call':>15}{'total':>10}")
-        for api, baseline in pairs:
-            ratios = [medians[api][i] / medians[baseline][i] for i in range(3)]
-            label = api.removeprefix("api: ")
-            lines.append(f"{label:<20}{ratios[0]:>8.2f}x{ratios[1]:>14.2f}x{ratios[2]:>9.2f}x")
+        lines.append(
+            f"{case.name:<20}{values[0]:>9.0f}{values[1]:>12.0f}{values[2]:>12.0f}{values[3]:>11.0f}{values[4]:>11.0f}"
+            f"{peak:>9.0f}   {loaded}"
+        )
+    lines.append("")
+    for api, baseline in COMPARED:
+        if api in medians and baseline in medians:
+            ratios = [a / b for a, b in zip(medians[api], medians[baseline], strict=True)]
+            label = f"api/base {api.removeprefix('api: ')}"
+            lines.append(
+                f"{label:<20}{ratios[0]:>8.2f}x{ratios[1]:>11.2f}x{ratios[2]:>11.2f}x{ratios[3]:>10.2f}x{ratios[4]:>10.2f}x"
+            )
     return "\n".join(lines)
 
 
