@@ -49,7 +49,8 @@ class Request:
     body: Any = None
 
     @property
-    def header_values(self) -> dict[str, str]:
+    def raw_headers(self) -> dict[str, str]:
+        """The headers as sent, their names in lower case (as API Gateway sends them)."""
         return {name.lower(): value for name, value in (self.event.get("headers") or {}).items()}
 
     @property
@@ -84,6 +85,7 @@ class Route:
 
     @property
     def pattern(self) -> re.Pattern[str]:
+        """The path template as a regular expression: each {name} one path segment."""
         return re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path)) + "$")
 
 
@@ -122,8 +124,7 @@ class Router:
             route, path_values = self._match(event)
             _validate(route, request, path_values)
             answer = route.endpoint(request)
-            if isinstance(answer, BaseModel):
-                answer = Response(route.status, answer)
+            return _to_event(answer if isinstance(answer, Response) else Response(route.status, answer), request)
         except RequestInvalid as exc:
             answer = error(422, "VALIDATION_ERROR", str(exc) or "Invalid request", exc.errors)
         except ServiceError as exc:
@@ -153,7 +154,7 @@ def _validate(route: Route, request: Request, path_values: dict[str, str]) -> No
     size and JSON, then every field of every model (all their errors at once)."""
     query = request.event.get("queryStringParameters") or {}
     _refuse_unknown_query_parameters(route, query)
-    headers = request.header_values
+    headers = request.raw_headers
     values = {"path": path_values, "query": query, "header": headers}
     if route.body:
         values["body"] = json_body(headers, request.event.get("body"), bool(request.event.get("isBase64Encoded")))
@@ -215,7 +216,7 @@ def _to_event(answer: Response, request: Request) -> dict[str, Any]:
     elif isinstance(body, BaseModel):
         body = body.model_dump_json()
     headers = {"Content-Type": answer.content_type, **answer.headers}
-    encoded = answer.compress and "gzip" in request.header_values.get("accept-encoding", "")
+    encoded = answer.compress and "gzip" in request.raw_headers.get("accept-encoding", "")
     if encoded:
         body = base64.b64encode(gzip.compress(body.encode())).decode()
         headers["Content-Encoding"] = "gzip"

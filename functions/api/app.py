@@ -185,7 +185,7 @@ def replicate_webhook(request: Request) -> WebhookAck:
     query: WebhookQuery = request.query
     body = request.raw_body
     try:
-        webhooks.authenticate(request.header_values, body)
+        webhooks.authenticate(request.raw_headers, body)
     except webhooks.WebhookRejected as exc:
         logger.warning("Webhook rejected", extra={"reason": exc.reason})
         raise
