@@ -4,9 +4,9 @@ Each package holds the function's own directory (functions/<name>/, its `app.py`
 `shared/` package, and only the dependency group of pyproject.toml the function needs, installed
 by pip from manylinux wheels for the Lambda architecture and Python version (never from sdists, so
 nothing is compiled for this machine), at the versions of requirements.lock. botocore's service
-models are pruned to the services the code calls, and everything is compiled to bytecode by the
-Lambda runtime's own Python version (Lambda's code directory is read-only: without .pyc files every
-cold start compiles every module).
+models (and endpoints.json) are pruned to the services the code calls, and everything is compiled
+to bytecode by the Lambda runtime's own Python version, checked module by module (Lambda's code
+directory is read-only: without .pyc files every cold start compiles every module).
 
 The CDK app runs this itself when it stages a function's asset (infra/constructs/functions.py), so
 `cdk synth`/`cdk deploy` need no separate step. A package is rebuilt only when its inputs change
