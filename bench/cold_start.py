@@ -13,7 +13,7 @@ else no write permission) and PYTHONDONTWRITEBYTECODE=1; tracing and metrics are
 and the request is not sampled for tracing (99% are not, at the deployed 1%).
 
 Prints the medians of init (importing the handler module: its imports and module-level code), of
-the first call, and of both, per case; then the api against the baseline, as ratios of medians.
+the first call, and of both, per case; then the api against the baseline (the median of each run's paired ratio).
 Not measured here: Lambda's own start (its microVM, runtime and the unpacking of the package), the
 network to AWS (the emulation is on loopback), and the CPU share a memory setting gives.
 
@@ -44,6 +44,7 @@ from infra import bundle, spec
 ROOT = Path(__file__).resolve().parent.parent
 TWINS = bundle.BUILD / "bench"
 CHILD = ROOT / "bench" / "cold_start_child.py"
+RESULTS = TWINS / "cold-start.json"
 BASELINE = "fastapi_baseline"
 CACHE_TAG = "cpython-" + bundle.PYTHON_VERSION.replace(".", "")  # the .pyc files of the runtime's Python
 
@@ -260,7 +261,7 @@ def run(cases: list[Case], runs: int) -> dict[str, list[dict]]:
 
 def report(cases: list[Case], measured: dict[str, list[dict]]) -> str:
     """Medians of wall time (what a caller waits) and of CPU time (what the machine's load changes
-    least), per case; then the api against the baseline, as ratios of those medians."""
+    least), per case; then the api against the baseline: the median of the runs' paired ratios."""
     header = f"{'':<20}{'wall time, ms':^33}{'CPU time, ms':^22}"
     lines = [header, f"{'case':<20}{'init':>9}{'first call':>12}{'total':>12}{'init':>11}{'total':>11}"]
     lines[-1] += f"{'peak MB':>9}   loaded at init"
@@ -284,12 +285,27 @@ def report(cases: list[Case], measured: dict[str, list[dict]]) -> str:
     lines.append("")
     for api, baseline in COMPARED:
         if api in medians and baseline in medians:
-            ratios = [a / b for a, b in zip(medians[api], medians[baseline], strict=True)]
+            # Paired: each run's api against the same run's baseline (its neighbour in time), then
+            # the median of those ratios: less moved by the load of the moment than medians alone.
+            ratios = [statistics.median(_paired(measured[api], measured[baseline], key)) for key in RATIO_KEYS]
             label = f"api/base {api.removeprefix('api: ')}"
             lines.append(
                 f"{label:<20}{ratios[0]:>8.2f}x{ratios[1]:>11.2f}x{ratios[2]:>11.2f}x{ratios[3]:>10.2f}x{ratios[4]:>10.2f}x"
             )
     return "\n".join(lines)
+
+
+RATIO_KEYS = (
+    lambda r: r["init_ms"],
+    lambda r: r["first_call_ms"],
+    lambda r: r["init_ms"] + r["first_call_ms"],
+    lambda r: r["init_cpu_ms"],
+    lambda r: r["init_cpu_ms"] + r["first_call_cpu_ms"],
+)
+
+
+def _paired(api: list[dict], baseline: list[dict], key) -> list[float]:
+    return [key(a) / key(b) for a, b in zip(api, baseline, strict=True)]
 
 
 def _files(root: Path) -> int:
@@ -312,7 +328,9 @@ def main() -> None:
         measured = run(cases, args.runs)
     except bundle.BundleError as error:
         sys.exit(f"bench.cold_start: {error}")
+    RESULTS.write_text(json.dumps(measured, indent=1) + "\n")
     print(report(cases, measured))
+    print(f"\n(every run's figures: {RESULTS.relative_to(ROOT)})")
 
 
 if __name__ == "__main__":
