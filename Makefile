@@ -71,7 +71,7 @@ webhook-secret: $(STAMP) ## The deployment's webhook signing secret, for jobs ma
 	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) deployment-secret $(if $(ROTATE),--rotate $(if $(GRACE_HOURS),--grace-hours $(GRACE_HOURS)))
 
 bench: $(STAMP) ## Cold start of every function (import + first call), in fresh interpreters
-	$(BIN)/python -m bench.cold_start --runs 3
+	$(BIN)/python -m bench.cold_start
 
 cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (bench/prices.json)
 	$(BIN)/python -m bench.cost

@@ -87,6 +87,7 @@ class MediaGenerationStack(Stack):
             "POWERTOOLS_SERVICE_NAME": SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": config.log_level,
+            **spec.RUNTIME_ENV,
         }
         functions: dict[str, ServiceFunction] = {}
         for name, function in spec.FUNCTIONS.items():
