@@ -606,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
         from shared.auth import create_key
 
         emulator.authorizer.cache_seconds = KEY_CACHE_SECONDS  # API Gateway's cache of the answer
-        key = create_key("cost-bench")
+        key = create_key("cost-bench").key
         import boto3
 
         from shared.aws import reset_clients

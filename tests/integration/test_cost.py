@@ -99,7 +99,7 @@ def test_stats_total_and_average_the_callers_metrics_and_costs(api, provider, em
 
     provider("webhook")
     configure(API_AUTH="keys")
-    headers = {"Authorization": f"Bearer {auth.create_key(unique_prompt('owner').replace(' ', '-'))}"}
+    headers = {"Authorization": f"Bearer {auth.create_key(unique_prompt('owner').replace(' ', '-')).key}"}
     ids = []
     for _ in range(2):
         response = api.post("/api/v1/generate", json={"prompt": unique_prompt("cost stats")}, headers=headers)
