@@ -1,9 +1,18 @@
 """`make load`: a burst of jobs against `make dev` (mock generation), with its figures.
 
 Starts `python -m local.dev` on free ports, submits JOBS jobs from CLIENTS concurrent clients (one
-connection per request, as curl scripts do), waits until every job ended, and prints: the status
-codes of the submits, connection errors, jobs completed / failed / lost (404) / stuck, the drain
-rate, and the server process's peak resident memory and thread count, sampled throughout.
+connection per request, as curl scripts do), waits until every job ended, reads every job's detail,
+and prints: the status codes of the submits, connection errors (submits and polls), jobs completed
+/ failed / lost (404) / stuck, the rates, and the server process's peak resident memory, peak
+thread count and CPU time, sampled throughout. It stops the run if the server passes --max-rss-mb.
+
+The rates come from the jobs' own timestamps: a job is dispatched when its workflow starts
+(created_at + metrics.queue_wait_seconds), and it ends at finished_at.
+- dispatch rate: workflows started per second, first to last dispatch (DISPATCH_RATE_PER_SECOND
+  caps it);
+- drain rate: jobs per second from the first dispatch to the last job's end.
+The machine's load average is printed at both ends: on a shared machine the server competes for
+CPU, and the CPU seconds per job say what the emulation itself costs.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from local.emulator import free_port
@@ -30,13 +40,14 @@ TERMINAL = {"completed", "failed", "cancelled"}
 class Sampler(threading.Thread):
     """Peak RSS and thread count of a process, from /proc, every `interval` seconds."""
 
-    def __init__(self, pid: int, interval: float = 0.25) -> None:
+    def __init__(self, pid: int, interval: float = 0.25, max_rss_mb: float = float("inf")) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
+        self.pid, self.interval, self.max_rss_mb = pid, interval, max_rss_mb
         self.peak_rss_mb = 0.0
         self.peak_threads = 0
         self.last_rss_mb = 0.0
         self.last_threads = 0
+        self.over_limit = threading.Event()
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -50,6 +61,16 @@ class Sampler(threading.Thread):
             self.last_threads = int(fields["Threads"])
             self.peak_rss_mb = max(self.peak_rss_mb, self.last_rss_mb)
             self.peak_threads = max(self.peak_threads, self.last_threads)
+            if self.last_rss_mb > self.max_rss_mb:
+                self.over_limit.set()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,11 +101,31 @@ def wait_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> Non
     sys.exit("local.dev did not answer /health in time")
 
 
+def moment(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def rates(details: list[dict]) -> tuple[float | None, float | None]:
+    """Workflows started per second (first to last dispatch), and jobs ended per second from the
+    first dispatch to the last end; None when there are too few jobs to tell."""
+    dispatched = sorted(
+        moment(d["created_at"]) + d["metrics"]["queue_wait_seconds"]
+        for d in details
+        if d["metrics"].get("queue_wait_seconds") is not None
+    )
+    ended = [moment(d["finished_at"]) for d in details if d.get("finished_at")]
+    if len(dispatched) < 2 or not ended:
+        return None, None
+    dispatch_rate = (len(dispatched) - 1) / max(dispatched[-1] - dispatched[0], 1e-9)
+    return dispatch_rate, len(ended) / max(max(ended) - dispatched[0], 1e-9)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for every job to end")
+    parser.add_argument("--max-rss-mb", type=float, default=4096, help="stop the run if the server passes this")
     args = parser.parse_args(argv)
 
     port, aws_port = free_port(), free_port()
@@ -97,12 +138,17 @@ def main(argv: list[str] | None = None) -> None:
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
-    sampler = Sampler(server.pid)
+    sampler = Sampler(server.pid, max_rss_mb=args.max_rss_mb)
+    ok = False
     try:
         wait_ready(port, server)
         sampler.start()
         rate = float(env.get("DISPATCH_RATE_PER_SECOND", "8"))
-        print(f"{args.jobs} jobs from {args.clients} clients; mock generation; DISPATCH_RATE_PER_SECOND={rate:g}")
+        print(
+            f"{args.jobs} jobs from {args.clients} clients; mock generation; DISPATCH_RATE_PER_SECOND={rate:g}; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+            flush=True,
+        )
 
         codes: Counter[int | str] = Counter()
         job_ids: list[str] = []
@@ -118,41 +164,69 @@ def main(argv: list[str] | None = None) -> None:
                 if status == 202:
                     job_ids.append(body["job_id"])
 
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), sampler.cpu_seconds()
         with ThreadPoolExecutor(args.clients) as clients:
             list(clients.map(submit, range(args.jobs)))
         submitted = time.monotonic() - started
         print(
             f"submitted in {submitted:.1f} s ({args.jobs / submitted:.0f}/s): "
-            + ", ".join(f"{code} x {n}" for code, n in sorted(codes.items(), key=str))
+            + ", ".join(f"{code} x {n}" for code, n in sorted(codes.items(), key=str)),
+            flush=True,
         )
 
-        # Watch the O(1) counters while the queue drains, then check every job once.
+        # Watch the O(1) counters while the queue drains, then read every job once.
         deadline = time.monotonic() + args.timeout
-        first_done = None
-        while time.monotonic() < deadline:
-            stats = call(port, "GET", "/api/v1/stats")[1]
-            ended = sum(stats.get("by_status", stats).get(s, 0) for s in TERMINAL)
-            if first_done is None and ended:
-                first_done = time.monotonic()
-            if ended >= len(job_ids):
+        poll_errors: Counter[str] = Counter()
+        while time.monotonic() < deadline and not sampler.over_limit.is_set():
+            try:
+                stats = call(port, "GET", "/api/v1/stats")[1]
+            except OSError as exc:
+                poll_errors[type(exc).__name__] += 1
+                time.sleep(0.5)
+                continue
+            if sum(stats.get("by_status", stats).get(s, 0) for s in TERMINAL) >= len(job_ids):
                 break
             time.sleep(0.5)
-        drained = time.monotonic() - started
+        wall = time.monotonic() - started
+        cpu = sampler.cpu_seconds() - cpu_before
+        if sampler.over_limit.is_set():
+            print(f"STOPPED: the server passed {args.max_rss_mb:.0f} MB resident")
+
+        def detail(job_id: str) -> tuple[int, dict]:
+            try:
+                return call(port, "GET", f"/api/v1/jobs/{job_id}")
+            except OSError as exc:
+                poll_errors[type(exc).__name__] += 1
+                return 0, {}
+
         statuses: Counter[str] = Counter()
+        details = []
         with ThreadPoolExecutor(args.clients) as clients:
-            for status, body in clients.map(lambda j: call(port, "GET", f"/api/v1/status/{j}"), job_ids):
-                statuses["lost" if status == 404 else body.get("status", str(status))] += 1
+            for status, body in clients.map(detail, job_ids):
+                statuses["lost" if status == 404 else body.get("status", f"HTTP {status}")] += 1
+                if status == 200:
+                    details.append(body)
         stuck = sum(n for s, n in statuses.items() if s not in TERMINAL and s != "lost")
-        errors = sum(n for code, n in codes.items() if isinstance(code, str))
+        errors = sum(n for code, n in codes.items() if isinstance(code, str)) + sum(poll_errors.values())
+        dispatch_rate, drain_rate = rates(details)
         print(
-            f"jobs: {dict(statuses)}; lost {statuses['lost']}, stuck {stuck}, connection errors {errors}\n"
-            f"all ended {drained:.1f} s after the first submit: {len(job_ids) / drained:.1f} jobs/s "
-            f"(dispatch rate {rate:g}/s)\n"
+            f"jobs: {dict(statuses)}; lost {statuses['lost']}, stuck {stuck}; "
+            f"connection errors {errors} (submits {dict((c, n) for c, n in codes.items() if isinstance(c, str))}, "
+            f"polls {dict(poll_errors)})\n"
+            f"dispatch rate {dispatch_rate or 0:.1f} workflows/s, drain rate {drain_rate or 0:.1f} jobs/s "
+            f"(first dispatch to last end; DISPATCH_RATE_PER_SECOND={rate:g})\n"
+            f"wall time {wall:.1f} s from the first submit to the last end ({len(job_ids) / wall:.1f} jobs/s)\n"
             f"server process: peak RSS {sampler.peak_rss_mb:.0f} MB, peak threads {sampler.peak_threads} "
-            f"(at the end {sampler.last_rss_mb:.0f} MB, {sampler.last_threads} threads)"
+            f"(at the end {sampler.last_rss_mb:.0f} MB, {sampler.last_threads} threads); "
+            f"CPU {cpu:.0f} s ({cpu / max(len(job_ids), 1) * 1000:.0f} ms per job); "
+            f"load average now {os.getloadavg()[0]:.1f}"
         )
-        ok = codes[202] == args.jobs and statuses["completed"] == args.jobs and not errors
+        ok = (
+            codes[202] == args.jobs
+            and statuses["completed"] == args.jobs
+            and not errors
+            and not sampler.over_limit.is_set()
+        )
         print("OK" if ok else "NOT OK")
     finally:
         sampler.stop()
@@ -164,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         lines = Path(log.name).read_text().splitlines()
         errors_logged = sum(" ERROR " in line or "Traceback" in line for line in lines)
         print(f"server log: {log.name} ({errors_logged} error lines)")
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
