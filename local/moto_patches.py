@@ -29,6 +29,7 @@ def apply() -> None:
         if _applied:
             return
         check_callback_outcome_first()
+        match_tokens_to_started_executions()
         report_execution_ends()
         roll_back_transactions_by_item()  # before the write lock: its backup must be taken under it
         serialize_dynamodb_writes()
@@ -55,6 +56,30 @@ def check_callback_outcome_first() -> None:
         return callback_endpoint.get_outcome() or original(self, env, callback_endpoint, heartbeat_endpoint)
 
     waiter._wait_for_task_token_heartbeat = wait
+
+
+def match_tokens_to_started_executions() -> None:
+    """moto lists a new execution before it starts it (no status, no program yet), and
+    SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat look for the token's execution by reading
+    every execution's status and callbacks: one that arrives in that window failed with a 500
+    (seen under a burst: a worker's callback retried by botocore; after its retries, a job failed
+    with INTERNAL_ERROR). On AWS an execution is RUNNING once StartExecution returns, and a token
+    only exists once its state runs: look among the started executions only."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    def started(execution: Any) -> bool:
+        worker = execution.exec_worker
+        return execution.exec_status is not None and worker is not None and worker.env is not None
+
+    def _get_executions(self: Any, execution_status: Any = None) -> list[Any]:
+        return [
+            execution
+            for machine in self.state_machines
+            for execution in list(machine.executions)
+            if started(execution) and (execution_status is None or execution_status == execution.status)
+        ]
+
+    StepFunctionsParserBackend._get_executions = _get_executions
 
 
 def report_execution_ends() -> None:
