@@ -61,17 +61,25 @@ def check_callback_outcome_first() -> None:
 
 
 def match_tokens_to_started_executions() -> None:
-    """moto lists a new execution before it starts it (no status, no program yet), and
-    SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat look for the token's execution by reading
-    every execution's status and callbacks: one that arrives in that window failed with a 500
-    (seen under a burst: a worker's callback retried by botocore; after its retries, a job failed
-    with INTERNAL_ERROR). On AWS an execution is RUNNING once StartExecution returns, and a token
-    only exists once its state runs: look among the started executions only."""
+    """moto lists a new execution before it starts it (no status, no program yet), so a call that
+    reads the executions in that window failed with a 500: SendTaskSuccess, SendTaskFailure and
+    SendTaskHeartbeat (they read every execution's status and callbacks; seen under a burst: a
+    worker's callback retried by botocore), ListExecutions, DescribeExecution. On AWS an execution
+    is RUNNING once StartExecution returns, and a task token only exists once its state runs: an
+    execution is RUNNING from its creation, and tokens are looked for among started executions."""
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import Execution
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    created = Execution.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        created(self, *args, **kwargs)
+        self.exec_status = ExecutionStatus.RUNNING
 
     def started(execution: Any) -> bool:
         worker = execution.exec_worker
-        return execution.exec_status is not None and worker is not None and worker.env is not None
+        return worker is not None and worker.env is not None
 
     def _get_executions(self: Any, execution_status: Any = None) -> list[Any]:
         return [
@@ -81,6 +89,7 @@ def match_tokens_to_started_executions() -> None:
             if started(execution) and (execution_status is None or execution_status == execution.status)
         ]
 
+    Execution.__init__ = __init__
     StepFunctionsParserBackend._get_executions = _get_executions
 
 

@@ -180,24 +180,25 @@ def test_executions_share_one_parse_of_the_workflow_its_paths_and_one_lambda_cli
     assert counts == {"definition": 0, "path": 0, "lambda client": 0}
 
 
-def test_a_task_callback_during_another_executions_start_is_not_a_server_error(
+def test_calls_during_another_executions_start_are_not_server_errors(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto lists an execution before starting it; a SendTaskSuccess arriving in between read its
-    missing status and answered 500 (a worker's callback, under a burst). AWS only knows started
-    executions: an unknown token is InvalidToken, whatever else is starting."""
+    """moto lists an execution before starting it; a SendTaskSuccess (a worker's callback, under a
+    burst), ListExecutions or DescribeExecution arriving in between read its missing status and
+    answered 500. On AWS it is RUNNING from StartExecution on, and an unknown token is InvalidToken."""
     from botocore.exceptions import ClientError
     from moto.stepfunctions.parser.backend.execution import Execution
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import get_backend
 
     from shared.aws import client
 
     assert emulator.resources
+    machine_arn = emulator.resources.state_machine_arn
     sfn = client("stepfunctions")
     with monkeypatch.context() as starting:  # an execution caught between being listed and started
         starting.setattr(Execution, "start", lambda self: None)
         arn = sfn.start_execution(
-            stateMachineArn=emulator.resources.state_machine_arn,
+            stateMachineArn=machine_arn,
             name=f"{uuid.uuid4()}-1",
             input=json.dumps({"job_id": "no-such-job", "attempt": 1}),
         )["executionArn"]
@@ -210,11 +211,11 @@ def test_a_task_callback_during_another_executions_start_is_not_a_server_error(
             with pytest.raises(ClientError) as refused:
                 call()
             assert refused.value.response["Error"]["Code"] in ("InvalidToken", "TaskDoesNotExist")
-    finally:
-        from moto.stepfunctions.models import stepfunctions_backends
-
-        backend: StepFunctionsParserBackend = stepfunctions_backends["123456789012"]["us-east-1"]
-        for machine in backend.state_machines:
+        assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+        listed = sfn.list_executions(stateMachineArn=machine_arn, maxResults=1000)["executions"]
+        assert [e["status"] for e in listed if e["executionArn"] == arn] == ["RUNNING"]
+    finally:  # it will never run: take it away
+        for machine in get_backend("123456789012", "us-east-1").state_machines:
             machine.executions[:] = [e for e in machine.executions if e.execution_arn != arn]
 
 
