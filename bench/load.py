@@ -64,13 +64,14 @@ class Sampler(threading.Thread):
             if self.last_rss_mb > self.max_rss_mb:
                 self.over_limit.set()
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far."""
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User and system CPU time of the process so far."""
         try:
             fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return 0.0, 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
 
     def stop(self) -> None:
         self._stop.set()
@@ -188,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
                 break
             time.sleep(0.5)
         wall = time.monotonic() - started
-        cpu = sampler.cpu_seconds() - cpu_before
+        (user, system), (user_before, system_before) = sampler.cpu_seconds(), cpu_before
+        user, system = user - user_before, system - system_before
+        cpu = user + system
         if sampler.over_limit.is_set():
             print(f"STOPPED: the server passed {args.max_rss_mb:.0f} MB resident")
 
@@ -218,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
             f"wall time {wall:.1f} s from the first submit to the last end ({len(job_ids) / wall:.1f} jobs/s)\n"
             f"server process: peak RSS {sampler.peak_rss_mb:.0f} MB, peak threads {sampler.peak_threads} "
             f"(at the end {sampler.last_rss_mb:.0f} MB, {sampler.last_threads} threads); "
-            f"CPU {cpu:.0f} s ({cpu / max(len(job_ids), 1) * 1000:.0f} ms per job); "
+            f"CPU {cpu:.0f} s ({cpu / max(len(job_ids), 1) * 1000:.0f} ms per job; user {user:.0f} s, "
+            f"system {system:.0f} s); "
             f"load average now {os.getloadavg()[0]:.1f}"
         )
         ok = (

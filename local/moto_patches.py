@@ -37,6 +37,8 @@ def apply() -> None:
         reuse_workflow_lambda_clients()
         parse_each_json_path_once()
         read_queue_clock_cheaply()
+        find_backends_without_a_lock()
+        parse_each_update_expression_once()
         find_response_members_once()
         serialize_dynamodb_values_as_stored()
         _applied = True
@@ -175,6 +177,32 @@ def roll_back_transactions_by_item() -> None:
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def find_backends_without_a_lock() -> None:
+    """Every moto request looks its service's backend up (`dynamodb_backends[account][region]`),
+    and moto took one process-wide lock for each lookup, to create the account's backends if they
+    were missing: under a burst every request thread queued on it. Take the lock only to create."""
+    from moto.core.base_backend import BackendDict
+
+    original = BackendDict.__getitem__
+
+    def __getitem__(self: Any, account_id: str) -> Any:
+        if dict.__contains__(self, account_id):  # created, and registered for resets, under the lock
+            return dict.__getitem__(self, account_id)
+        return original(self, account_id)
+
+    BackendDict.__getitem__ = __getitem__
+
+
+def parse_each_update_expression_once() -> None:
+    """moto tokenizes and parses an UpdateExpression twice per UpdateItem (and per transaction
+    update), though the service sends a handful of distinct expressions. The parsed tree is only
+    read, and copied before it is resolved against an item (moto's validator takes a deep copy):
+    parse each expression once."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    UpdateExpressionParser.make = classmethod(functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make.__func__))
 
 
 def parse_each_workflow_once() -> None:

@@ -358,3 +358,46 @@ def test_dynamodb_items_come_back_exactly_and_without_a_member_by_member_walk(
     key_lookups()
     assert key_lookups() == 0  # the member -> attribute names answer of each response shape is kept
     dynamodb.delete_item(TableName=table, Key={"pk": item["pk"]})
+
+
+def test_an_update_parses_its_expression_once_and_finds_its_backend_without_a_lock(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto tokenized each UpdateExpression twice per UpdateItem, and took one process-wide lock
+    for every backend lookup (several per request): under a burst, every request thread queued."""
+    import moto.core.base_backend
+    from moto.dynamodb.parsing.tokens import ExpressionTokenizer
+
+    from shared.aws import client
+
+    assert emulator.resources
+    table, key = emulator.resources.table, {"pk": {"S": f"expr-{uuid.uuid4()}"}}
+    attribute = f"a{uuid.uuid4().hex[:8]}"  # an expression this process has never parsed
+    tokenized, locked = [], []
+    make_list = ExpressionTokenizer.make_list
+    monkeypatch.setattr(ExpressionTokenizer, "make_list", lambda text: tokenized.append(text) or make_list(text))
+
+    class CountingLock:
+        def __init__(self, lock) -> None:
+            self.lock = lock
+
+        def __enter__(self):
+            locked.append(1)
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+    monkeypatch.setattr(moto.core.base_backend, "backend_lock", CountingLock(moto.core.base_backend.backend_lock))
+
+    for value in range(3):
+        client("dynamodb").update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression=f"SET {attribute} = :v",
+            ExpressionAttributeValues={":v": {"N": str(value)}},
+        )
+
+    assert len(tokenized) == 1  # was 2 per update
+    assert locked == []
+    client("dynamodb").delete_item(TableName=table, Key=key)
