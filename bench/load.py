@@ -9,7 +9,8 @@ thread count and CPU time, sampled throughout. It stops the run if the server pa
 The rates come from the jobs' own timestamps: a job is dispatched when its workflow starts
 (created_at + metrics.queue_wait_seconds), and it ends at finished_at.
 - dispatch rate: workflows started per second, first to last dispatch (DISPATCH_RATE_PER_SECOND
-  caps it);
+  caps it), also split at the last submit: while the burst still arrives, the API shares the
+  process (on AWS its own containers) with the dispatcher and the workers;
 - drain rate: jobs per second from the first dispatch to the last job's end.
 The machine's load average is printed at both ends: on a shared machine the server competes for
 CPU, and the CPU seconds per job say what the emulation itself costs.
@@ -29,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -106,19 +108,41 @@ def moment(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def rates(details: list[dict]) -> tuple[float | None, float | None]:
-    """Workflows started per second (first to last dispatch), and jobs ended per second from the
-    first dispatch to the last end; None when there are too few jobs to tell."""
-    dispatched = sorted(
-        moment(d["created_at"]) + d["metrics"]["queue_wait_seconds"]
-        for d in details
-        if d["metrics"].get("queue_wait_seconds") is not None
-    )
-    ended = [moment(d["finished_at"]) for d in details if d.get("finished_at")]
-    if len(dispatched) < 2 or not ended:
-        return None, None
-    dispatch_rate = (len(dispatched) - 1) / max(dispatched[-1] - dispatched[0], 1e-9)
-    return dispatch_rate, len(ended) / max(max(ended) - dispatched[0], 1e-9)
+def per_second(moments: list[float]) -> float | None:
+    """Events per second between the first and the last of `moments` (sorted)."""
+    return (len(moments) - 1) / (moments[-1] - moments[0]) if len(moments) > 2 and moments[-1] > moments[0] else None
+
+
+@dataclass
+class Rates:
+    dispatch: float | None  # workflows started per second, first to last dispatch
+    while_submitting: float | None  # the same, among the dispatches before the last submit
+    after_submitting: float | None  # and after it: the queue draining on its own
+    drain: float | None  # jobs ended per second, from the first dispatch to the last end
+
+    @classmethod
+    def of(cls, details: list[dict], last_submit: float) -> Rates:
+        """From the jobs' own timestamps: a job is dispatched when its workflow starts
+        (created_at + queue_wait_seconds) and ends at finished_at; `last_submit` is epoch seconds."""
+        dispatched = sorted(
+            moment(d["created_at"]) + d["metrics"]["queue_wait_seconds"]
+            for d in details
+            if d["metrics"].get("queue_wait_seconds") is not None
+        )
+        ended = [moment(d["finished_at"]) for d in details if d.get("finished_at")]
+        drain = (
+            len(ended) / (max(ended) - dispatched[0]) if dispatched and ended and max(ended) > dispatched[0] else None
+        )
+        return cls(
+            dispatch=per_second(dispatched),
+            while_submitting=per_second([t for t in dispatched if t <= last_submit]),
+            after_submitting=per_second([t for t in dispatched if t > last_submit]),
+            drain=drain,
+        )
+
+
+def rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}/s"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,9 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         wait_ready(port, server)
         sampler.start()
-        rate = float(env.get("DISPATCH_RATE_PER_SECOND", "8"))
+        dispatch_rate = float(env.get("DISPATCH_RATE_PER_SECOND", "8"))
         print(
-            f"{args.jobs} jobs from {args.clients} clients; mock generation; DISPATCH_RATE_PER_SECOND={rate:g}; "
+            f"{args.jobs} jobs from {args.clients} clients; mock generation; "
+            f"DISPATCH_RATE_PER_SECOND={dispatch_rate:g}; "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
             flush=True,
         )
@@ -168,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         started, cpu_before = time.monotonic(), sampler.cpu_seconds()
         with ThreadPoolExecutor(args.clients) as clients:
             list(clients.map(submit, range(args.jobs)))
-        submitted = time.monotonic() - started
+        submitted, last_submit = time.monotonic() - started, time.time()
         print(
             f"submitted in {submitted:.1f} s ({args.jobs / submitted:.0f}/s): "
             + ", ".join(f"{code} x {n}" for code, n in sorted(codes.items(), key=str)),
@@ -211,13 +236,14 @@ def main(argv: list[str] | None = None) -> None:
                     details.append(body)
         stuck = sum(n for s, n in statuses.items() if s not in TERMINAL and s != "lost")
         errors = sum(n for code, n in codes.items() if isinstance(code, str)) + sum(poll_errors.values())
-        dispatch_rate, drain_rate = rates(details)
+        rates = Rates.of(details, last_submit)
         print(
             f"jobs: {dict(statuses)}; lost {statuses['lost']}, stuck {stuck}; "
             f"connection errors {errors} (submits {dict((c, n) for c, n in codes.items() if isinstance(c, str))}, "
             f"polls {dict(poll_errors)})\n"
-            f"dispatch rate {dispatch_rate or 0:.1f} workflows/s, drain rate {drain_rate or 0:.1f} jobs/s "
-            f"(first dispatch to last end; DISPATCH_RATE_PER_SECOND={rate:g})\n"
+            f"dispatch rate {rate(rates.dispatch)} (while the submits arrived {rate(rates.while_submitting)}, "
+            f"after them {rate(rates.after_submitting)}); drain rate {rate(rates.drain)} (first dispatch to last "
+            f"end); DISPATCH_RATE_PER_SECOND={dispatch_rate:g}\n"
             f"wall time {wall:.1f} s from the first submit to the last end ({len(job_ids) / wall:.1f} jobs/s)\n"
             f"server process: peak RSS {sampler.peak_rss_mb:.0f} MB, peak threads {sampler.peak_threads} "
             f"(at the end {sampler.last_rss_mb:.0f} MB, {sampler.last_threads} threads); "

@@ -151,8 +151,9 @@ def test_executions_share_one_parse_of_the_workflow_its_paths_and_one_lambda_cli
     """moto parsed the definition (ANTLR), each JSONPath (a new PLY parser each time) and built a
     boto3 Lambda client for every execution and Lambda task: a third of a mock job's CPU."""
     import botocore.session
-    from jsonpath_ng.parser import JsonPathParser
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.utils import json_path
 
     counts = {"definition": 0, "path": 0, "lambda client": 0}
 
@@ -172,11 +173,15 @@ def test_executions_share_one_parse_of_the_workflow_its_paths_and_one_lambda_cli
     monkeypatch.setattr(
         AmazonStateLanguageParser, "parse", counting("definition", AmazonStateLanguageParser.parse, static=True)
     )
-    monkeypatch.setattr(JsonPathParser, "parse", counting("path", JsonPathParser.parse))
     monkeypatch.setattr(botocore.session.Session, "create_client", create_client)
 
+    def path_parses() -> int:  # each JSONPath parse that was not answered from the cache
+        return json_path.parse.cache_info().misses + result_path.parse.cache_info().misses
+
+    parsed = path_parses()
     _run_jobs(api, 4)
 
+    counts["path"] = path_parses() - parsed
     assert counts == {"definition": 0, "path": 0, "lambda client": 0}
 
 
