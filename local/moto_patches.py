@@ -2,9 +2,10 @@
 
 Two kinds, and nothing else: where moto behaves unlike AWS (a race, a missing lock), make it behave
 as AWS does; where moto pays per request for work that AWS does not (parsing the same workflow for
-every execution, walking a whole queue for one attribute), do that work once. None changes what a
-call answers. Without the second kind a 1,000-job burst on `make dev` drains at a third of
-DISPATCH_RATE_PER_SECOND, its CPU spent inside moto (`make load`).
+every execution, walking a whole queue for one attribute), do that work once, answering exactly as
+before. Without the second kind a burst on `make dev` drained at a third of
+DISPATCH_RATE_PER_SECOND, its CPU spent inside moto (`make load`). Each has a test in
+tests/integration/test_local_runtime.py.
 """
 
 from __future__ import annotations
