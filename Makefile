@@ -11,7 +11,7 @@ EMULATOR_PORT ?= 4566
 export PORT EMULATOR_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev dev-replicate test test-unit fuzz invoke redrive api-key api-key-revoke api-keys bench cost load lint lock clean bundle synth bootstrap diff deploy destroy
+.PHONY: help install dev dev-replicate test test-unit fuzz invoke redrive api-key api-key-rotate-secret api-key-revoke api-keys webhook-secret bench cost load lint lock clean bundle synth bootstrap diff deploy destroy
 
 # AWS deployment (see README "Deploy to AWS"). The CDK CLI is pinned in package.json (aws-cdk 2.x:
 # npm's `latest` tag is a 3.0.0 build that cannot read this aws-cdk-lib's output).
@@ -55,8 +55,11 @@ invoke: $(STAMP) ## Run one function on a sample event: make invoke FN=api EVENT
 redrive: $(STAMP) ## New attempt of each job in the dead-letter queue, then empty it (STACK=<stack> if deployed)
 	$(BIN)/python -m ops.redrive $(if $(STACK),--stack $(STACK))
 
-api-key: $(STAMP) ## Create an API key for NAME (printed once, as the last line); STACK=<stack> if deployed
+api-key: $(STAMP) ## Create an API key for NAME (printed once, as the last line, after its webhook signing secret); STACK=<stack> if deployed
 	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) create $(NAME)
+
+api-key-rotate-secret: $(STAMP) ## New webhook signing secret for NAME's keys (the old one signs too for GRACE_HOURS, 24); STACK=<stack> if deployed
+	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) rotate-secret $(NAME) $(if $(GRACE_HOURS),--grace-hours $(GRACE_HOURS))
 
 api-key-revoke: $(STAMP) ## Revoke every key of NAME (STACK=<stack> if deployed)
 	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) revoke $(NAME)
@@ -64,8 +67,11 @@ api-key-revoke: $(STAMP) ## Revoke every key of NAME (STACK=<stack> if deployed)
 api-keys: $(STAMP) ## List the API keys, never the keys themselves (STACK=<stack> if deployed)
 	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) list
 
+webhook-secret: $(STAMP) ## The deployment's webhook signing secret, for jobs made without a key (ROTATE=1: a new one); STACK=<stack> if deployed
+	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) deployment-secret $(if $(ROTATE),--rotate $(if $(GRACE_HOURS),--grace-hours $(GRACE_HOURS)))
+
 bench: $(STAMP) ## Cold start of every function (import + first call), in fresh interpreters
-	$(BIN)/python -m bench.cold_start --runs 3
+	$(BIN)/python -m bench.cold_start
 
 cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (bench/prices.json)
 	$(BIN)/python -m bench.cost

@@ -4,9 +4,9 @@ Each package holds the function's own directory (functions/<name>/, its `app.py`
 `shared/` package, and only the dependency group of pyproject.toml the function needs, installed
 by pip from manylinux wheels for the Lambda architecture and Python version (never from sdists, so
 nothing is compiled for this machine), at the versions of requirements.lock. botocore's service
-models are pruned to the services the code calls, and everything is compiled to bytecode by the
-Lambda runtime's own Python version (Lambda's code directory is read-only: without .pyc files every
-cold start compiles every module).
+models (and endpoints.json) are pruned to the services the code calls, and everything is compiled
+to bytecode by the Lambda runtime's own Python version, checked module by module (Lambda's code
+directory is read-only: without .pyc files every cold start compiles every module).
 
 The CDK app runs this itself when it stages a function's asset (infra/constructs/functions.py), so
 `cdk synth`/`cdk deploy` need no separate step. A package is rebuilt only when its inputs change
@@ -20,6 +20,7 @@ The CDK app runs this itself when it stages a function's asset (infra/constructs
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -70,9 +71,23 @@ class BundleError(RuntimeError):
     """A package cannot be built as Lambda needs it (the message says what to do)."""
 
 
+# Built like the functions but never deployed: the cold-start benchmark's FastAPI + Mangum twin of
+# the api (bench/cold_start.py), so both are measured from packages made the same way.
+BENCH_PACKAGES = {"fastapi_baseline": (ROOT / "bench" / "fastapi_baseline", "bench")}
+
+
 def group_of(function: str) -> str:
     """The pyproject dependency group a function installs (infra/spec.py says which)."""
+    if function in BENCH_PACKAGES:
+        return BENCH_PACKAGES[function][1]
     return spec.FUNCTIONS[function].dependency_group
+
+
+def source_dir(function: str) -> Path:
+    """The directory whose files go to the package's root (app.py among them)."""
+    if function in BENCH_PACKAGES:
+        return BENCH_PACKAGES[function][0]
+    return spec.FUNCTIONS[function].source_dir
 
 
 def requirements(group: str) -> list[str]:
@@ -106,9 +121,8 @@ def _project_name(requirement: str) -> str:
 
 def _source_files(function: str) -> list[tuple[str, Path]]:
     """(path inside the package, file) for the function's code and the shared package."""
-    spec_ = spec.FUNCTIONS[function]
     files = []
-    for base, prefix in ((spec_.source_dir, ""), (SHARED, "shared/")):
+    for base, prefix in ((source_dir(function), ""), (SHARED, "shared/")):
         for path in sorted(base.rglob("*")):
             relative = path.relative_to(base)
             if path.is_file() and not _ignored(relative):
@@ -129,7 +143,7 @@ def inputs_hash(function: str, architecture: str = ARCHITECTURE) -> str:
         "platforms": PLATFORMS[architecture],
         "python": PYTHON_VERSION,
         "botocore_services": sorted(BOTOCORE_SERVICES),
-        "recipe": 2,  # bump when the way packages are built changes
+        "recipe": 3,  # bump when the way packages are built changes
     }
     digest.update(json.dumps(recipe, sort_keys=True).encode())
     for name, path in _source_files(function):
@@ -167,6 +181,7 @@ def build(function: str, *, architecture: str = ARCHITECTURE, force: bool = Fals
             shutil.copy2(path, destination)
         _remove_bytecode(staging)
         compile_bytecode(staging, interpreter)
+        check_bytecode(staging)
         stamp = {"function": function, "group": group_of(function), "inputs": inputs}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         shutil.rmtree(target, ignore_errors=True)
@@ -241,9 +256,23 @@ def compile_bytecode(root: Path, interpreter: str) -> None:
         raise BundleError(f"compileall failed in {root}:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
+def check_bytecode(root: Path) -> None:
+    """Every module has its .pyc for the runtime's Python, or the build stops (a module without one
+    would be compiled at every cold start, in memory, since Lambda's code directory is read-only)."""
+    tag = "cpython-" + PYTHON_VERSION.replace(".", "")
+    missing = [
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.py")
+        if not (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").is_file()
+    ]
+    if missing:
+        raise BundleError(f"{len(missing)} modules have no {tag} bytecode in {root}, e.g. {missing[:5]}")
+
+
 def prune_botocore(root: Path) -> None:
-    """Drop the service models of every service but BOTOCORE_SERVICES (the data files at the top of
-    botocore/data: endpoints, partitions, default configuration, retries, stay)."""
+    """Drop the service models of every service but BOTOCORE_SERVICES, and their entries in
+    endpoints.json (1.2 MB, parsed whole at the first client of every cold start). The other data
+    files at the top of botocore/data (partitions, default configuration, retries) stay."""
     data = root / "botocore" / "data"
     if not data.is_dir():
         return
@@ -253,6 +282,21 @@ def prune_botocore(root: Path) -> None:
     missing = {s for s in BOTOCORE_SERVICES if not (data / s).is_dir()}
     if missing:
         raise BundleError(f"botocore has no model for {sorted(missing)}: check BOTOCORE_SERVICES")
+    endpoints_file = data / "endpoints.json"
+    if endpoints_file.is_file():
+        prefixes = {_endpoint_prefix(data / service) for service in BOTOCORE_SERVICES}
+        endpoints = json.loads(endpoints_file.read_text())
+        for partition in endpoints["partitions"]:
+            partition["services"] = {k: v for k, v in partition["services"].items() if k in prefixes}
+        endpoints_file.write_text(json.dumps(endpoints, separators=(",", ":")))
+
+
+def _endpoint_prefix(service_dir: Path) -> str:
+    """The name a service has in endpoints.json (stepfunctions: states), from its newest model."""
+    newest = max(path for path in service_dir.iterdir() if path.is_dir())
+    model = newest / "service-2.json"
+    raw = model.read_bytes() if model.is_file() else gzip.decompress((newest / "service-2.json.gz").read_bytes())
+    return json.loads(raw)["metadata"]["endpointPrefix"]
 
 
 def _progress(message: str) -> None:
@@ -267,8 +311,10 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _pip_install(requirements_: list[str], target: Path, architecture: str) -> None:
+def _pip_install(requirements_: list[str], target: Path, architecture: str, *, dependencies: bool = True) -> None:
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if not dependencies:
+        command.append("--no-deps")
     for platform in PLATFORMS[architecture]:
         command += ["--platform", platform]
     command += [
@@ -325,12 +371,12 @@ def report(functions: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("functions", nargs="*", help="default: every function of infra/spec.py")
+    parser.add_argument("functions", nargs="*", help="default: every function of infra/spec.py (or fastapi_baseline)")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--report", action="store_true", help="print the packages' sizes as a table")
     args = parser.parse_args(argv)
     functions = args.functions or list(spec.FUNCTIONS)
-    unknown = set(functions) - set(spec.FUNCTIONS)
+    unknown = set(functions) - set(spec.FUNCTIONS) - set(BENCH_PACKAGES)
     if unknown:
         parser.error(f"unknown functions {sorted(unknown)}; infra/spec.py has {sorted(spec.FUNCTIONS)}")
     try:

@@ -127,8 +127,9 @@ class Config:
         return config
 
     def settings(self) -> Settings:
-        """The functions' settings as deployed: these options, the model's defaults for the rest."""
-        return _DeploySettings(**self.function_settings())
+        """The functions' settings as deployed: these options, the model's defaults for the rest
+        (never the environment of the machine that synthesizes, or of a test's emulation)."""
+        return Settings(**self.function_settings())
 
     def workflow_settings(self) -> spec.WorkflowSettings:
         """The settings baked into the workflow, from the same Settings as the functions'."""
@@ -162,15 +163,6 @@ class _ReadRecorder:
     def __getattr__(self, name: str) -> Any:
         self.read.add(name)
         return getattr(self._settings, name)
-
-
-class _DeploySettings(Settings):
-    """Settings from explicit values only: the environment of the machine that synthesizes (or a
-    test's emulation) must not leak into the template."""
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[override]
-        return (init_settings,)
 
 
 def _value(value: Any, default: Any) -> Any:

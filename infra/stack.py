@@ -48,7 +48,7 @@ ACCESS: dict[str, frozenset[str]] = {
     # Cancels the provider's prediction of a job that failed.
     "finalizer": frozenset({"jobs:write", "secret:read", "notify:send"}),
     # Delivers client webhooks: reads the job (and presigns its outputs), records each delivery,
-    # re-queues retries.
+    # re-queues retries; the only reader of the signing secrets (items of the jobs table).
     "notifier": frozenset({"jobs:write", "outputs:read", "notify:consume", "notify:send", "notify:secret"}),
     # The HTTP API's key authorizer: reads key items, nothing else.
     "authorizer": frozenset({"keys:read"}),
@@ -71,7 +71,7 @@ class MediaGenerationStack(Stack):
         jobs = JobsStore(self, "Jobs", config=config)
         queues = JobsQueue(self, "Queue")
         secret = ProviderSecret(self, "ProviderSecret", config=config)
-        client_webhooks = ClientWebhooks(self, "ClientWebhooks", config=config)
+        client_webhooks = ClientWebhooks(self, "ClientWebhooks")
         api = Api(self, "Api", config=config)
         settings = config.workflow_settings()
 
@@ -87,6 +87,7 @@ class MediaGenerationStack(Stack):
             "POWERTOOLS_SERVICE_NAME": SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": config.log_level,
+            **spec.RUNTIME_ENV,
         }
         functions: dict[str, ServiceFunction] = {}
         for name, function in spec.FUNCTIONS.items():
@@ -94,8 +95,6 @@ class MediaGenerationStack(Stack):
             if "secret:read" in ACCESS[name] and not config.mock_generation:
                 # Set: the functions use Replicate with the secret's token. Unset: mock generation.
                 env["REPLICATE_SECRET_ARN"] = secret.secret.secret_arn
-            if "notify:secret" in ACCESS[name]:
-                env["CLIENT_WEBHOOK_SECRET_ARN"] = client_webhooks.secret.secret_arn
             if name in CALLED_BACK:
                 # Where the provider calls back. The API resource does not depend on any function,
                 # so this adds no cycle (unlike the state machine, which depends on this function).
@@ -135,7 +134,7 @@ class MediaGenerationStack(Stack):
             "workflow:callback": workflow.grant_task_response,
             "health:check": lambda role: _grant_health_checks(role, queues, storage, workflow),
             "notify:send": client_webhooks.grant_send,
-            "notify:secret": client_webhooks.grant_read_secret,
+            "notify:secret": jobs.grant_signing_secrets,
         }
         # Queues consumed through an event source rather than granted: (queue, its spec).
         consumed = {
@@ -194,10 +193,6 @@ class MediaGenerationStack(Stack):
             "JobsQueueUrl": (queues.queue.queue_url, "Jobs queue"),
             "DeadLetterQueueUrl": (queues.dead_letter_queue.queue_url, "Job messages nobody could dispatch"),
             "FailedEventsQueueUrl": (queues.failed_events.queue_url, "Execution events the finalizer missed"),
-            "ClientWebhookSecretArn": (
-                client_webhooks.secret.secret_arn,
-                'Client webhook signing secret: clients verify with "whsec_" + its signing_secret',
-            ),
             "StateMachineArn": (workflow.state_machine.state_machine_arn, "Job workflow"),
         }
         if monitoring:

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  API               {api}\n"
         f"  Docs (Swagger UI) {api}/docs\n"
         f"  OpenAPI document  {api}/openapi.json\n"
-        f"  Webhook secret    {webhook_secret}  (verifies client webhooks)\n"
+        f"  Webhook secret    {webhook_secret}  (verifies the client webhooks of jobs made without an API key)\n"
         f"  Emulated AWS      {emulator.endpoint}  (e.g. aws --endpoint-url {emulator.endpoint} sqs list-queues)\n\n"
         f"  Try: curl -s -X POST {api}/api/v1/generate -H 'Content-Type: application/json' "
         f'-d \'{{"prompt": "a lighthouse at dawn"}}\'\n'

@@ -1,10 +1,15 @@
-"""API keys: `make api-key NAME=alice` (the new key is the last line: shown once, stored as its
-hash), `make api-key-revoke NAME=alice`, `make api-keys` (never the keys). STACK=<stack> targets a
-deployed stack; without it, the emulation of `make dev` on EMULATOR_PORT.
+"""API keys and webhook signing secrets: `make api-key NAME=alice` (the key's signing secret, then
+the new key as the last line: shown once, stored as its hash), `make api-key-rotate-secret
+NAME=alice` (a new signing secret; the old one keeps signing for --grace-hours),
+`make api-key-revoke NAME=alice`, `make api-keys` (never the keys nor the secrets),
+`make webhook-secret` (the deployment's own secret, for jobs made without a key). STACK=<stack>
+targets a deployed stack; without it, the emulation of `make dev` on EMULATOR_PORT.
 
     python -m ops.api_keys create alice [--max-active-jobs N] [--max-submits-per-minute N]
+    python -m ops.api_keys rotate-secret alice [--grace-hours 24]
     python -m ops.api_keys revoke alice
     python -m ops.api_keys list
+    python -m ops.api_keys deployment-secret [--rotate] [--grace-hours 24]
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import argparse
 import json
 import os
 import sys
+
+from shared.signing import GRACE_HOURS
 
 
 def table_name(stack: str | None) -> str:
@@ -34,17 +41,39 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("name")
     create.add_argument("--max-active-jobs", type=int)
     create.add_argument("--max-submits-per-minute", type=int)
+    rotate = commands.add_parser("rotate-secret")
+    rotate.add_argument("name")
+    rotate.add_argument("--grace-hours", type=float, default=GRACE_HOURS, help="the old secret keeps signing this long")
     commands.add_parser("revoke").add_argument("name")
     commands.add_parser("list")
+    deployment = commands.add_parser("deployment-secret", help="the secret of jobs made without a key")
+    deployment.add_argument("--rotate", action="store_true")
+    deployment.add_argument("--grace-hours", type=float, default=GRACE_HOURS)
     args = parser.parse_args(argv)
     os.environ["JOBS_TABLE_NAME"] = table_name(args.stack)
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MediaGeneration")
-    from shared import auth
+    from shared import auth, signing
 
     if args.command == "create":
-        key = auth.create_key(args.name, args.max_active_jobs, args.max_submits_per_minute)
-        print(f"API key for {args.name} (shown once, store it now):")
-        print(key)
+        new = auth.create_key(args.name, args.max_active_jobs, args.max_submits_per_minute)
+        print(f"API key for {args.name} (key id {new.key_id}), shown once: store it and its webhook signing secret now")
+        print(f"Webhook signing secret: {new.signing_secret}")
+        print(new.key)
+    elif args.command == "rotate-secret":
+        rotated = auth.rotate_signing_secrets(args.name, args.grace_hours)
+        for key_id, secret in rotated.items():
+            grace = f"the old one signs too for {args.grace_hours:g} h"
+            print(f"New webhook signing secret of {args.name}'s key {key_id} ({grace}):")
+            print(secret)
+        return 0 if rotated else 1
+    elif args.command == "deployment-secret":
+        secret = signing.stored_deployment()[0].get_secret_value()
+        if not args.stack:
+            print("(the emulation's stored one: `make dev` signs with its CLIENT_WEBHOOK_SECRET)", file=sys.stderr)
+        if args.rotate:
+            secret = signing.rotate(signing.DEPLOYMENT, args.grace_hours)
+            print(f"New deployment webhook signing secret (the old one signs too for {args.grace_hours:g} h):")
+        print(secret)
     elif args.command == "revoke":
         revoked = auth.revoke_keys(args.name)
         print(json.dumps({"name": args.name, "revoked": revoked}))

@@ -2,10 +2,13 @@
 
 Keys are random (`mg_` + 256 bits), shown once, stored only as their SHA-256 in the jobs table
 (`pk` = "apikey#<hash>", entity "apikey", listed by the `by-created` index) with owner, name,
-creation time, state and optional limit overrides. `authorize` is the one check: the deployed
-HTTP API Lambda authorizer (functions/authorizer) and the local gateway (API_AUTH=keys) run it.
-It always answers isAuthorized=true: a refused key reaches the api function as a `denied` reason,
-so the caller gets a 401 in the API's own error shape (API Gateway's own deny is a bare 403).
+creation time, state and optional limit overrides. Each key has its own webhook signing secret,
+made with it in a sibling item the authorizer never reads (shared/signing.py).
+
+`authorize` is the one check: the deployed HTTP API Lambda authorizer (functions/authorizer) and
+the local gateway (API_AUTH=keys) run it. It always answers isAuthorized=true: a refused key
+reaches the api function as a `denied` reason, so the caller gets a 401 in the API's own error
+shape (API Gateway's own deny is a bare 403).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from shared import signing
 from shared.aws import client
 from shared.errors import ServiceError
 from shared.models import to_iso, utcnow
@@ -42,6 +46,7 @@ class Caller:
     max_active_jobs: int | None = None
     max_submits_per_minute: int | None = None
     operator: bool = False
+    key_id: str | None = None  # the API key's id (None: no key), whose secret signs the job's webhooks
 
     @property
     def scope(self) -> str | None:
@@ -102,6 +107,7 @@ def caller_of(event: dict[str, Any]) -> Caller:
     settings = get_settings()
     return Caller(
         owner=str(context["owner"]),
+        key_id=str(context["key_id"]) if context.get("key_id") else None,
         max_active_jobs=int(context.get("max_active_jobs") or settings.max_active_jobs_per_key),
         max_submits_per_minute=int(context.get("max_submits_per_minute") or settings.max_submits_per_minute_per_key),
     )
@@ -121,14 +127,22 @@ def admin_as_api(event: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- management (ops/api_keys.py) ----------------------------------------------------------------
-def create_key(name: str, max_active_jobs: int | None = None, max_submits_per_minute: int | None = None) -> str:
-    """A new key for `name` (its owner): returned once, stored as its hash."""
+@dataclass(frozen=True)
+class NewKey:
+    key: str  # shown once, stored as its hash
+    key_id: str
+    signing_secret: str  # signs the webhooks of the key's jobs; shown with it, rotatable
+
+
+def create_key(name: str, max_active_jobs: int | None = None, max_submits_per_minute: int | None = None) -> NewKey:
+    """A new key for `name` (its owner) and its signing secret, stored together in one transaction."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     digest = hash_key(key)
+    key_id = digest[:16]
     item: dict[str, Any] = {
         "pk": {"S": KEY_ITEM_PREFIX + digest},
         "entity": {"S": KEY_ENTITY},
-        "key_id": {"S": digest[:16]},
+        "key_id": {"S": key_id},
         "key_owner": {"S": name},
         "name": {"S": name},
         "created_at": {"S": to_iso(utcnow())},
@@ -137,8 +151,14 @@ def create_key(name: str, max_active_jobs: int | None = None, max_submits_per_mi
     for field, value in (("max_active_jobs", max_active_jobs), ("max_submits_per_minute", max_submits_per_minute)):
         if value is not None:
             item[field] = {"N": str(value)}
-    client("dynamodb").put_item(TableName=_table(), Item=item, ConditionExpression="attribute_not_exists(pk)")
-    return key
+    secret = signing.new_secret()
+    client("dynamodb").transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": _table(), "Item": new, "ConditionExpression": "attribute_not_exists(pk)"}}
+            for new in (item, signing.item(key_id, secret))
+        ]
+    )
+    return NewKey(key=key, key_id=key_id, signing_secret=secret)
 
 
 def _key_items() -> list[dict[str, Any]]:
@@ -173,6 +193,16 @@ def list_keys() -> list[dict[str, Any]]:
         entry |= {n: int(item[n]["N"]) for n in ("max_active_jobs", "max_submits_per_minute") if n in item}
         keys.append(entry)
     return keys
+
+
+def rotate_signing_secrets(name: str, grace_hours: float = signing.GRACE_HOURS) -> dict[str, str]:
+    """A new signing secret for every active key of `name` (key id -> secret); each previous one
+    keeps signing for `grace_hours`."""
+    return {
+        item["key_id"]["S"]: signing.rotate(item["key_id"]["S"], grace_hours)
+        for item in _key_items()
+        if item["name"]["S"] == name and item["state"]["S"] == "active"
+    }
 
 
 def revoke_keys(name: str) -> int:

@@ -1,19 +1,15 @@
-"""What the HTTP API accepts before a route's own validation: JSON bodies only, parsed strictly,
-and only the query parameters a route declares.
+"""What the HTTP API accepts as a body, before a route's own validation: JSON only, parsed strictly.
 
-Powertools runs its request validation first in every route's middleware chain (before any app
-middleware), so these checks extend that middleware rather than running after it. Everything here
-raises a ServiceError or RequestValidationError: the API maps each to its 4xx in one place.
+Everything here raises a ServiceError (415, 413, or 422 naming the field): the API maps each to
+its answer in one place (shared/http_api.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from typing import Any
-
-from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 
@@ -25,39 +21,15 @@ MAX_NUMBER_DIGITS = 32
 JSON_MEDIA_TYPE = "application/json"
 
 
-class StrictRequestValidation(OpenAPIRequestValidationMiddleware):
-    """Powertools' request validation, plus: unknown query parameters are refused, and a body must
-    be JSON (any other media type is a 415, never parsed as a form)."""
-
-    def handler(self, app, next_middleware):
-        refuse_unknown_query_parameters(app)
-        return super().handler(app, next_middleware)
-
-    def _get_body(self, app) -> Any:
-        event = app.current_event
-        media_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
-        # No content type at all is taken as JSON, as the old service (FastAPI) did.
-        if media_type and media_type != JSON_MEDIA_TYPE and not media_type.endswith("+json"):
-            raise UnsupportedMediaType(f"Content-Type {media_type!r} is not supported: send {JSON_MEDIA_TYPE}")
-        raw = event.body or ""
-        body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8", "surrogatepass")
-        return parse_json(body)
-
-
-def refuse_unknown_query_parameters(app) -> None:
-    route = app.context["_route"]
-    if route.func.__module__.startswith("aws_lambda_powertools"):
-        return  # Powertools' own catch-all route of an unmatched path: that is a 404, not a 422
-    known = {param.alias for param in route.dependant.query_params}
-    unknown = sorted(set(app.current_event.query_string_parameters or {}) - known)
-    if not unknown:
-        return
-    message = "Unknown query parameter"
-    if "cursor" in known:  # an offset- or page-based client would otherwise loop on page 1
-        message += "; this list pages by `cursor` (the `next_cursor` of the previous page), not offset or page"
-    raise RequestValidationError(
-        [{"type": "unknown_query_parameter", "loc": ("query", name), "msg": message} for name in unknown]
-    )
+def json_body(headers: Mapping[str, str], body: str | None, base64_encoded: bool) -> Any:
+    """The body of an API Gateway (payload 2.0) request as plain JSON values. Its media type must
+    be JSON (any other is a 415, never parsed as a form); no content type at all is taken as JSON,
+    as the old service (FastAPI) did. `headers` have lower-case names, as API Gateway sends them."""
+    media_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media_type and media_type != JSON_MEDIA_TYPE and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type {media_type!r} is not supported: send {JSON_MEDIA_TYPE}")
+    raw = body or ""
+    return parse_json(base64.b64decode(raw) if base64_encoded else raw.encode("utf-8", "surrogatepass"))
 
 
 class _TooLong:

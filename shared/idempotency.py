@@ -54,18 +54,21 @@ def _persistence():
     )
 
 
-def register_lambda_context(context: Any) -> None:
-    """An in-flight record then expires with the invocation, so a crashed one does not block 24 h."""
-    if hasattr(context, "get_remaining_time_in_millis"):
-        _config().register_lambda_context(context)
-
-
 def once(
-    key: str | None, operation: str, request: dict[str, Any], run: Callable[[], dict[str, Any]], caller: str = ANONYMOUS
+    key: str | None,
+    operation: str,
+    request: dict[str, Any],
+    run: Callable[[], dict[str, Any]],
+    caller: str = ANONYMOUS,
+    lambda_context: Any = None,
 ) -> dict[str, Any]:
-    """`run()` (a JSON-serializable answer) at most once per (caller, key); without a key, always."""
+    """`run()` (a JSON-serializable answer) at most once per (caller, key); without a key, always
+    (and Powertools' idempotency utility is not even imported). With the Lambda context, an
+    in-flight record expires with the invocation, so a crashed one does not block the key 24 h."""
     if key is None:
         return run()
+    if hasattr(lambda_context, "get_remaining_time_in_millis"):
+        _config().register_lambda_context(lambda_context)
     from aws_lambda_powertools.utilities.idempotency import idempotent_function
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
         IdempotencyAlreadyInProgressError,

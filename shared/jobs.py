@@ -46,6 +46,7 @@ def submit(request: GenerateRequest, caller: Caller = ANONYMOUS) -> Job:
         job_id=str(uuid.uuid4()),
         status=JobStatus.PENDING,
         owner=caller.owner,
+        key_id=caller.key_id,
         request=request,
         model=model,
         provider_input=provider_input,

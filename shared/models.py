@@ -170,6 +170,8 @@ class Job(BaseModel):
     status: JobStatus
     # Who created it (an API key's owner, the IAM operator, or "anonymous" locally): only they see it.
     owner: str = "anonymous"
+    # The API key that submitted it (None: an operator, or no keys): its secret signs the webhooks.
+    key_id: str | None = None
     attempt: int = 1
     request: GenerateRequest
     progress: int = 0

@@ -2,18 +2,18 @@
 notifier (functions/notifier) if the job's request asked for that event. Never delays or fails the
 job: a failure to queue is logged and the job goes on.
 
-Also what the notifier and the tests share: the message, the stable webhook-id, the signing.
+Also what the notifier and the tests share: the message, the stable webhook-id, and which secrets
+sign a job's deliveries (shared/signing.py keeps them).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import time
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from shared import signing
 from shared.aws import client
 from shared.models import Job, JobStatus, WebhookEvent
 from shared.observability import logger
@@ -25,7 +25,6 @@ STATUS_EVENTS = {
     JobStatus.FAILED: WebhookEvent.FAILED,
     JobStatus.CANCELLED: WebhookEvent.CANCELLED,
 }
-SECRET_MAX_AGE_SECONDS = 300
 
 
 class EventMessage(BaseModel):
@@ -69,27 +68,15 @@ def send(message: EventMessage, delay_seconds: int = 0) -> None:
 
 
 # ---- signing -----------------------------------------------------------------------------------
-def deployment_secret() -> SecretStr:
-    """CLIENT_WEBHOOK_SECRET, or deployed the secret in CLIENT_WEBHOOK_SECRET_ARN ({"signing_secret"})."""
-    settings = get_settings()
-    if settings.client_webhook_secret:
-        return settings.client_webhook_secret
-    if not settings.client_webhook_secret_arn:
-        raise RuntimeError("No client webhook signing secret configured")
-    from aws_lambda_powertools.utilities import parameters
-
-    stored = parameters.get_secret(settings.client_webhook_secret_arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
-    value = str(stored["signing_secret"])
-    # Secrets Manager generates plain base64-alphabet strings: the whsec_ prefix is ours.
-    return SecretStr(value if value.startswith("whsec_") else f"whsec_{value}")
-
-
-def secret_for(job: Job) -> SecretStr:
-    """The secret that signs this job's deliveries. One seam: per-API-key secrets plug in here."""
-    return deployment_secret()
-
-
-def signature(secret: SecretStr, webhook_id: str, timestamp: int, body: str) -> str:
-    key = base64.b64decode(secret.get_secret_value().removeprefix("whsec_") + "==")
-    digest = hmac.new(key, f"{webhook_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
-    return f"v1,{base64.b64encode(digest).decode()}"
+def secret_for(job: Job) -> list[SecretStr]:
+    """The secrets that sign this job's deliveries, read at each delivery (so a rotation applies
+    at once): those of the API key that submitted it, even if revoked since (its accepted jobs
+    still report to the receiver that holds its secret); for a job without a key (an operator's
+    IAM principal, or API_AUTH=none locally), the deployment's own, as for a key made before keys
+    had their own (until `make api-key-rotate-secret` gives it one)."""
+    if job.key_id:
+        try:
+            return signing.current(job.key_id)
+        except signing.NoSigningSecret:
+            pass
+    return signing.deployment()

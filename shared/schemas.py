@@ -1,4 +1,5 @@
-"""What the HTTP API answers: the response bodies, built from domain jobs.
+"""What the HTTP API takes (path, query and header parameters; the body is GenerateRequest) and what
+it answers: the response bodies, built from domain jobs.
 
 Kept apart from the domain models so internal fields (version, TTL, S3 keys) never reach clients.
 """
@@ -10,6 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from shared import deliveries, output_files
+from shared.idempotency import KEY_MAX_LENGTH
 from shared.models import Adjustment, Attempt, GenerateRequest, Job, JobError, JobStatus
 
 API_PREFIX = "/api/v1"
@@ -18,6 +20,48 @@ API_PREFIX = "/api/v1"
 WEBHOOK_PATH = f"{API_PREFIX}/webhooks/replicate"
 
 
+# ---- what the routes take besides the body ------------------------------------------------------
+class JobPath(BaseModel):
+    job_id: str = Field(min_length=1, max_length=64, description="The job id returned by generate")
+
+
+class IdempotencyHeaders(BaseModel):
+    idempotency_key: str | None = Field(
+        default=None,
+        alias="idempotency-key",
+        min_length=1,
+        max_length=KEY_MAX_LENGTH,
+        description="Any unique string (e.g. a UUID): a repeat within 24 h answers with the first response",
+    )
+
+
+OWNER_ONLY = "Operators (/admin/v1) only: one owner's"
+
+
+class ListQuery(BaseModel):
+    status: JobStatus | None = Field(default=None, description="Only jobs in this status")
+    limit: int = Field(default=20, ge=1, le=100, description="Page size")
+    cursor: str | None = Field(default=None, max_length=2048, description="`next_cursor` of the previous page")
+    owner: str | None = Field(default=None, max_length=128, description=OWNER_ONLY)
+
+
+class StatsQuery(BaseModel):
+    owner: str | None = Field(default=None, max_length=128, description=OWNER_ONLY)
+
+
+class WebhookQuery(BaseModel):
+    """Where the worker told the provider to deliver: the attempt, and its nonce."""
+
+    job_id: str = Field(max_length=64)
+    attempt: int = Field(ge=1)
+    nonce: str = Field(max_length=64)
+
+
+class HealthQuery(BaseModel):
+    deep: bool = Field(default=False, description="Also check that the table, queue, bucket and workflow answer")
+
+
+# ---- what the routes answer ---------------------------------------------------------------------
 class Links(BaseModel):
     self: str
     status: str

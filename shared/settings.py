@@ -2,19 +2,25 @@
 
 Field names are the environment variable names (case-insensitive). CDK sets the resource names on
 each function; locally the emulation exports them. The README's settings table lists them all.
+A plain pydantic model filled from os.environ: pydantic-settings, which did the same, took about
+as long to import as pydantic itself, at every cold start.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+class Settings(BaseModel):
+    """Settings(...) takes explicit values only (the deployment validates its own with it);
+    `from_environment()` reads the process's environment."""
+
+    model_config = ConfigDict(extra="ignore")
 
     # Resources (set by CDK on deploy, by the emulation locally).
     jobs_table_name: str = "media-jobs"
@@ -61,9 +67,9 @@ class Settings(BaseSettings):
     max_attempts_per_job: int = Field(default=20, ge=1, le=100)
     presigned_url_ttl: int = Field(default=3600, ge=60, le=604_800)
 
-    # Client webhooks. Deployed, the signing secret is read from CLIENT_WEBHOOK_SECRET_ARN.
+    # Client webhooks. The secret of jobs made without an API key; unset (deployed): the one stored
+    # in the jobs table (shared/signing.py). Keys have their own.
     client_webhook_secret: SecretStr | None = None
-    client_webhook_secret_arn: str | None = None
     client_webhook_queue_url: str = ""
     # Only for local testing: allows http and loopback/private targets. Never set on deploy.
     client_webhook_allow_private: bool = False
@@ -86,7 +92,14 @@ class Settings(BaseSettings):
     def output_hosts(self) -> list[str]:
         return [host.strip().lower() for host in self.replicate_output_hosts.split(",") if host.strip()]
 
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """The variables named like a field (in any case), validated: strings become numbers,
+        booleans ("true", "1", ...) and secrets by the fields' types."""
+        fields = cls.model_fields
+        return cls.model_validate({name.lower(): v for name, v in environ.items() if name.lower() in fields})
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings.from_environment()

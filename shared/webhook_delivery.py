@@ -1,7 +1,7 @@
-"""Client webhooks, the delivery side (the notifier function): sign the job's detail, POST it to
-the checked address, and retry on timeouts, connection errors, 429 and 5xx by sending the event
-back to the queue with a growing delay, until the retry window has passed. Every try is recorded
-in the job's delivery log (shared/deliveries.py).
+"""Client webhooks, the delivery side (the notifier function): sign the job's detail (with the
+secrets shared/notify.py secret_for picks), POST it to the checked address, and retry on timeouts,
+connection errors, 429 and 5xx by sending the event back to the queue with a growing delay, until
+the retry window has passed. Every try is recorded in the job's delivery log (shared/deliveries.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Literal
 
-from shared import deliveries, notify, safe_url
+from shared import deliveries, notify, safe_url, signing
 from shared.errors import JobNotFound
 from shared.job_store import store
 from shared.models import Job, utcnow
@@ -104,7 +104,7 @@ def deliver(message: EventMessage) -> Outcome:
         headers = {
             "webhook-id": webhook_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": notify.signature(notify.secret_for(job), webhook_id, timestamp, body),
+            "webhook-signature": signing.signature(notify.secret_for(job), webhook_id, timestamp, body),
         }
         status = post(target, headers, body)
     delivery = deliveries.Delivery(

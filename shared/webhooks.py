@@ -17,7 +17,6 @@ import hmac
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 
 from shared import notify
@@ -117,6 +116,8 @@ def _base_url() -> str:
 
 
 def _fetch_secret(token: str) -> str | None:
+    import urllib.request  # rarely needed (REPLICATE_WEBHOOK_SECRET unset): not at every cold start
+
     request = urllib.request.Request(
         f"{_base_url()}/v1/webhooks/default/secret", headers={"Authorization": f"Bearer {token}"}
     )

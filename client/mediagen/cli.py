@@ -225,12 +225,20 @@ def cmd_stats(client: Client, args: argparse.Namespace, out: Output) -> int:
     return OK
 
 
+def _global_options(parser: argparse.ArgumentParser, **defaults: object) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output, no progress bar")
+    parser.add_argument("--url", help="service URL (default: MEDIAGEN_URL, cdk-outputs.json, http://127.0.0.1:8000)")
+    parser.add_argument("--api-key", help="API key (default: MEDIAGEN_API_KEY)")
+    parser.set_defaults(**defaults)
+
+
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output, no progress bar")
-    common.add_argument("--url", help="service URL (default: MEDIAGEN_URL, cdk-outputs.json, http://127.0.0.1:8000)")
-    common.add_argument("--api-key", help="API key (default: MEDIAGEN_API_KEY)")
     root = argparse.ArgumentParser(prog="mediagen", description="Generate images with the media generation service.")
+    _global_options(root)
+    # The same options after the command (`mediagen --url U jobs` and `mediagen jobs --url U`). The
+    # command's copies default to SUPPRESS: unset there, they leave what was given before it.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _global_options(common)
     sub = root.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", parents=[common], help="submit a prompt, follow it, download the images")

@@ -7,6 +7,6 @@ from shared import auth
 from shared.observability import logger
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
     return auth.authorize(event)

@@ -22,7 +22,7 @@ def deliver_record(record: SQSRecord) -> str:
     return webhook_delivery.deliver(message)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:

@@ -11,6 +11,12 @@ from infra.config import Config
 from infra.constructs import removal_policy
 from shared.auth import KEY_ITEM_PREFIX
 from shared.idempotency import KEY_PREFIX as IDEMPOTENCY_PREFIX
+from shared.signing import DEPLOYMENT
+from shared.signing import ITEM_PREFIX as SIGNING_PREFIX
+
+# Webhook signing secrets are items of this table that only the notifier may touch: the job grants
+# (every function's) exclude them; grant_signing_secrets gives the notifier its access alone.
+NOT_SIGNING_SECRETS = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": [f"{SIGNING_PREFIX}*"]}}
 
 
 def _attribute(name: str) -> dynamodb.Attribute:
@@ -47,7 +53,8 @@ class JobsStore(Construct):
 
     def grant_job_writes(self, grantee: iam.IGrantable) -> None:
         """Read a job and change it: every status change is a conditional Put + counter Update in one
-        TransactWriteItems (authorized per item action), progress a conditional UpdateItem."""
+        TransactWriteItems (authorized per item action), progress a conditional UpdateItem. Any
+        item but a signing secret."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=[
@@ -57,8 +64,25 @@ class JobsStore(Construct):
                     "dynamodb:ConditionCheckItem",
                 ],
                 resources=[self.table.table_arn],
+                conditions=NOT_SIGNING_SECRETS,
             )
         )
+
+    def grant_signing_secrets(self, grantee: iam.IGrantable) -> None:
+        """The notifier: read the webhook signing secrets (`signing#<key id>`, `signing#deployment`)
+        and create the deployment's on first use (a conditional put), nothing else of them."""
+        principal = grantee.grant_principal
+        for action, key in (
+            ("dynamodb:GetItem", f"{SIGNING_PREFIX}*"),
+            ("dynamodb:PutItem", SIGNING_PREFIX + DEPLOYMENT),
+        ):
+            principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=[action],
+                    resources=[self.table.table_arn],
+                    conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [key]}},
+                )
+            )
 
     def grant_idempotency_records(self, grantee: iam.IGrantable) -> None:
         """Idempotency records (shared/idempotency.py) live in this table under `idempotency#` keys and
@@ -87,5 +111,7 @@ class JobsStore(Construct):
         principal = grantee.grant_principal
         principal.add_to_principal_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=self.index_arns()))
         principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=["dynamodb:BatchGetItem"], resources=[self.table.table_arn])
+            iam.PolicyStatement(
+                actions=["dynamodb:BatchGetItem"], resources=[self.table.table_arn], conditions=NOT_SIGNING_SECRETS
+            )
         )

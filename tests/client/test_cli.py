@@ -196,3 +196,12 @@ def test_generate_on_the_replicate_double_with_webhooks(emulator, provider, tmp_
     assert answer["job"]["status"] == "completed" and answer["job"]["model"] == "black-forest-labs/flux-schnell"
     [path] = answer["files"]
     assert Path(path).name == f"{answer['job']['job_id']}_0.webp" and Image.open(path).format == "WEBP"
+
+
+def test_global_options_go_before_or_after_the_command(emulator):
+    url = emulator.gateway.url
+    elsewhere = {**env(f"http://127.0.0.1:{free_port()}")}  # MEDIAGEN_URL points nowhere
+    for args in (["--url", url, "--json", "stats"], ["stats", "--url", url, "--json"]):
+        done = subprocess.run(command(*args), env=elsewhere, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "by_status" in json.loads(done.stdout)

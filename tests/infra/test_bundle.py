@@ -5,6 +5,8 @@ calls, and the CDK app builds them itself (never for destroy)."""
 
 from __future__ import annotations
 
+import ast
+import gzip
 import json
 import re
 import subprocess
@@ -177,13 +179,31 @@ def test_every_service_the_code_calls_keeps_its_model() -> None:
     assert called <= bundle.BOTOCORE_SERVICES, f"pruned from the packages: {sorted(called - bundle.BOTOCORE_SERVICES)}"
 
 
+def test_every_client_names_its_service_literally() -> None:
+    """So the scan above cannot miss one: client(service) with a variable would hide it."""
+    for base in ("shared", "functions"):
+        for path in (ROOT / base).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "client":
+                    literal = node.args and isinstance(node.args[0], ast.Constant)
+                    assert literal or path.name == "aws.py", f"{path.relative_to(ROOT)}:{node.lineno}"
+
+
 def test_pruning_keeps_the_kept_services_and_the_shared_data(tmp_path: Path) -> None:
     data = tmp_path / "botocore" / "data"
+    prefixes = {"stepfunctions": "states"}
     for service in (*bundle.BOTOCORE_SERVICES, "ec2", "iam"):
         (data / service / "2012-01-01").mkdir(parents=True)
-    for name in ("endpoints.json", "partitions.json", "sdk-default-configuration.json", "_retry.json"):
+        metadata = {"metadata": {"endpointPrefix": prefixes.get(service, service)}}
+        (data / service / "2012-01-01" / "service-2.json.gz").write_bytes(gzip.compress(json.dumps(metadata).encode()))
+    for name in ("partitions.json", "sdk-default-configuration.json", "_retry.json"):
         (data / name).write_text("{}")
+    services = {"states": {"endpoints": {}}, "dynamodb": {}, "ec2": {}, "iam": {}}
+    partition = {"partition": "aws", "defaults": {"hostname": "{service}.{region}.{dnsSuffix}"}, "services": services}
+    (data / "endpoints.json").write_text(json.dumps({"partitions": [partition], "version": 3}))
+
     bundle.prune_botocore(tmp_path)
+
     kept = {path.name for path in data.iterdir()}
     assert kept == set(bundle.BOTOCORE_SERVICES) | {
         "endpoints.json",
@@ -191,6 +211,24 @@ def test_pruning_keeps_the_kept_services_and_the_shared_data(tmp_path: Path) -> 
         "sdk-default-configuration.json",
         "_retry.json",
     }
+    # endpoints.json (1.2 MB, parsed at every cold start's first client) keeps the kept services only.
+    endpoints = json.loads((data / "endpoints.json").read_text())
+    assert endpoints["version"] == 3 and endpoints["partitions"][0]["defaults"] == partition["defaults"]
+    assert set(endpoints["partitions"][0]["services"]) == {"states", "dynamodb"}
+
+
+def test_a_module_without_bytecode_stops_the_build(tmp_path: Path) -> None:
+    try:
+        interpreter = bundle.find_interpreter()
+    except bundle.BundleError as error:
+        pytest.skip(str(error))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "compiled.py").write_text("VALUE = 1\n")
+    bundle.compile_bytecode(tmp_path, interpreter)
+    bundle.check_bytecode(tmp_path)
+    (tmp_path / "pkg" / "added_later.py").write_text("VALUE = 2\n")
+    with pytest.raises(bundle.BundleError, match=r"added_later\.py"):
+        bundle.check_bytecode(tmp_path)
 
 
 def test_package_files_are_the_function_and_shared_without_bytecode() -> None:

@@ -264,7 +264,7 @@ CAPABILITY_ACTIONS = {
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
     },
-    "notify:secret": {"secretsmanager:GetSecretValue"},
+    "notify:secret": {"dynamodb:GetItem", "dynamodb:PutItem"},
 }
 EVERY_FUNCTION = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
@@ -295,16 +295,43 @@ def test_the_api_may_delete_only_idempotency_records(dev: Synthesized) -> None:
     ]
 
 
-def test_the_authorizer_may_read_only_key_items(dev: Synthesized) -> None:
-    role = next(r for r in dev.resources("AWS::IAM::Role") if r.startswith("AuthorizerFunctionRole"))
-    reads = [g for g in grants(dev) if g.owner == role and "dynamodb:GetItem" in g.actions]
-    statements = [
+def table_statements(synth: Synthesized, function: str) -> list[dict]:
+    """The function role's Allow statements with a DynamoDB action on the jobs table itself."""
+    role = next(r for r in synth.resources("AWS::IAM::Role") if r.startswith(f"{function.title()}FunctionRole"))
+    return [
         s
-        for r in dev.json["Resources"].values()
-        if r["Type"] == "AWS::IAM::Policy"
+        for r in synth.json["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
         for s in r["Properties"]["PolicyDocument"]["Statement"]
-        if listed(s["Action"]) == ["dynamodb:GetItem"]
+        if s["Effect"] == "Allow"
+        and any(a.startswith("dynamodb:") for a in listed(s["Action"]))
+        and not any("/index/" in token_text(x) for x in listed(s["Resource"]))
     ]
-    assert reads and [s.get("Condition") for s in statements] == [
-        {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["apikey#*"]}}
+
+
+def test_the_authorizer_may_read_only_key_items(dev: Synthesized) -> None:
+    assert [(listed(s["Action"]), s.get("Condition")) for s in table_statements(dev, "authorizer")] == [
+        (["dynamodb:GetItem"], {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["apikey#*"]}})
+    ]
+
+
+def test_only_the_notifier_may_read_webhook_signing_secrets(dev: Synthesized) -> None:
+    """Signing secrets are jobs-table items (`signing#…`): every other grant on the table excludes
+    them, and the notifier may read them and create only the deployment's."""
+    from infra import spec
+
+    excluded = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": ["signing#*"]}}
+    secret_grants = []
+    for name in spec.FUNCTIONS:
+        for statement in table_statements(dev, name):
+            condition, actions = statement.get("Condition"), listed(statement["Action"])
+            if condition == excluded:
+                continue  # any item but a signing secret
+            keys = (condition or {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+            assert keys, f"{name}: {actions} on every item of the table, signing secrets included"
+            if any(key.startswith("signing#") for key in keys):
+                secret_grants.append((name, actions, keys))
+    assert sorted(secret_grants) == [
+        ("notifier", ["dynamodb:GetItem"], ["signing#*"]),
+        ("notifier", ["dynamodb:PutItem"], ["signing#deployment"]),
     ]

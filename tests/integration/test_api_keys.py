@@ -3,6 +3,7 @@ code; ownership on every route, quotas hit and released, refused requests store 
 
 from __future__ import annotations
 
+import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,8 +20,8 @@ def keys(configure, api):
 
     def make(name: str | None = None, **limits) -> tuple[str, dict[str, str]]:
         name = name or unique_prompt("owner").replace(" ", "-")
-        key = auth.create_key(name, limits.get("max_active_jobs"), limits.get("max_submits_per_minute"))
-        return name, {"Authorization": f"Bearer {key}"}
+        new = auth.create_key(name, limits.get("max_active_jobs"), limits.get("max_submits_per_minute"))
+        return name, {"Authorization": f"Bearer {new.key}"}
 
     return make
 
@@ -148,11 +149,19 @@ def test_make_api_key_commands(emulator, capsys, monkeypatch) -> None:
     monkeypatch.setenv("EMULATOR_PORT", emulator.endpoint.rsplit(":", 1)[1])
     name = unique_prompt("ops").replace(" ", "-")
     assert api_keys.main(["create", name]) == 0
-    key = capsys.readouterr().out.strip().splitlines()[-1]
-    assert key.startswith("mg_") and len(key) > 40
+    *_, label, secret_line, key = capsys.readouterr().out.strip().splitlines()
+    assert key.startswith("mg_") and len(key) > 40  # the last line: `make -s api-key … | tail -1`
+    assert name in label and "shown once" in label
+    secret = secret_line.removeprefix("Webhook signing secret: ")
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret.removeprefix("whsec_"))) == 24
+    assert api_keys.main(["rotate-secret", name]) == 0
+    *_, label, rotated = capsys.readouterr().out.strip().splitlines()
+    assert "24 h" in label and rotated.startswith("whsec_") and rotated != secret
+    assert api_keys.main(["rotate-secret", "nobody-" + name]) == 1  # no active key of that name
+    capsys.readouterr()
     assert api_keys.main(["list"]) == 0
     listed = capsys.readouterr().out
-    assert name in listed and key not in listed
+    assert name in listed and key not in listed and secret not in listed and rotated not in listed
     assert api_keys.main(["revoke", name]) == 0
     capsys.readouterr()
     api_keys.main(["list"])

@@ -8,13 +8,16 @@ import base64
 import json
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from local.emulator import free_port
+from shared.auth import NewKey
 from shared.errors import PermanentError
 from shared.models import WebhookEvent
 from tests.conftest import status_of, unique_prompt, wait_for, wait_until_done, wait_until_status
@@ -283,3 +286,168 @@ def test_the_delivery_log_is_not_a_job(api, hooks):
     settled(api, job_id)
     response = api.get(f"/api/v1/jobs/deliveries%23{job_id}")
     assert response.status_code == 404
+
+
+# ---- signing secrets: one per API key, rotatable; the deployment's for jobs without a key --------
+def verifies(secret: str, request: dict) -> bool:
+    try:
+        Webhook(secret).verify(request["body"], request["headers"])
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+@pytest.fixture
+def as_key(api, configure, hooks) -> Iterator[Callable[[], tuple[str, NewKey, httpx.Client]]]:
+    """API_AUTH=keys; each call makes a key: its owner's name, the key, an API client sending it."""
+    from shared import auth
+
+    configure(API_AUTH="keys")
+    clients: list[httpx.Client] = []
+
+    def make() -> tuple[str, NewKey, httpx.Client]:
+        name = unique_prompt("signer").replace(" ", "-")
+        new = auth.create_key(name)
+        clients.append(httpx.Client(base_url=api.base_url, timeout=30, headers={"Authorization": f"Bearer {new.key}"}))
+        return name, new, clients[-1]
+
+    yield make
+    for made in clients:
+        made.close()
+
+
+def delivered(caller: httpx.Client, receiver: Receiver, job_id: str) -> dict:
+    """The job's one delivery (completed), as the receiver got it."""
+    assert wait_until_done(caller, job_id)["status"] == "completed"
+    [delivery] = settled(caller, job_id)
+    assert delivery["state"] == "delivered", delivery
+    [request] = [r for r in receiver.requests if r["headers"]["webhook-id"] == delivery["webhook_id"]]
+    return request
+
+
+def test_each_api_key_signs_with_its_own_secret(as_key, hooks):
+    receiver = hooks()
+    (_, alice, alice_api), (_, bob, bob_api) = as_key(), as_key()
+    assert alice.signing_secret != bob.signing_secret
+    for secret in (alice.signing_secret, bob.signing_secret):
+        assert secret.startswith("whsec_") and len(base64.b64decode(secret.removeprefix("whsec_"))) >= 24
+    from_alice = delivered(alice_api, receiver, submit_with_webhook(alice_api, receiver.url))
+    from_bob = delivered(bob_api, receiver, submit_with_webhook(bob_api, receiver.url))
+    assert verifies(alice.signing_secret, from_alice) and not verifies(bob.signing_secret, from_alice)
+    assert verifies(bob.signing_secret, from_bob) and not verifies(alice.signing_secret, from_bob)
+    assert not verifies(SECRET, from_alice) and not verifies(SECRET, from_bob)  # not the deployment's either
+    assert len(from_alice["headers"]["webhook-signature"].split()) == 1  # no rotation: one signature
+
+
+def test_a_rotated_secret_signs_at_once_and_the_old_one_only_during_its_grace_period(as_key, hooks):
+    from shared import auth
+
+    receiver = hooks()
+    owner, key, caller = as_key()
+    with_grace = auth.rotate_signing_secrets(owner)[key.key_id]
+    assert with_grace != key.signing_secret
+    during = delivered(caller, receiver, submit_with_webhook(caller, receiver.url))
+    assert verifies(with_grace, during) and verifies(key.signing_secret, during)
+    assert len(during["headers"]["webhook-signature"].split()) == 2
+
+    without_grace = auth.rotate_signing_secrets(owner, grace_hours=0)[key.key_id]
+    after = delivered(caller, receiver, submit_with_webhook(caller, receiver.url))
+    assert verifies(without_grace, after)
+    assert not verifies(with_grace, after) and not verifies(key.signing_secret, after)
+
+
+def test_a_job_of_a_revoked_key_still_signs_with_that_key_s_secret(as_key, emulator, hooks):
+    from shared import auth
+
+    receiver = hooks()
+    owner, key, caller = as_key()
+    with emulator.dispatch_paused():
+        job_id = submit_with_webhook(caller, receiver.url)
+        assert auth.revoke_keys(owner) == 1
+    assert caller.get("/api/v1/jobs").status_code == 401
+    wait_for(lambda: receiver.requests or None, what="the delivery")
+    assert verifies(key.signing_secret, receiver.requests[0])
+    assert json.loads(receiver.requests[0]["body"])["data"]["job_id"] == job_id
+
+
+def test_a_key_made_before_keys_had_secrets_signs_with_the_deployment_s_until_rotated(as_key, hooks):
+    from shared import auth, signing
+    from shared.aws import client
+    from shared.settings import get_settings
+
+    receiver = hooks()
+    owner, key, caller = as_key()
+    table = get_settings().jobs_table_name
+    client("dynamodb").delete_item(TableName=table, Key={"pk": {"S": signing.ITEM_PREFIX + key.key_id}})
+    before = delivered(caller, receiver, submit_with_webhook(caller, receiver.url))
+    assert verifies(SECRET, before)
+    own = auth.rotate_signing_secrets(owner)[key.key_id]  # its first own secret
+    after = delivered(caller, receiver, submit_with_webhook(caller, receiver.url))
+    assert verifies(own, after) and not verifies(SECRET, after)
+
+
+def test_jobs_without_a_key_sign_with_the_deployment_s_secret(api, as_key, configure, emulator, hooks):
+    """An operator's job (IAM principal, no key) with keys on, and any job with keys off."""
+    from tests.conftest import load_event
+
+    receiver = hooks()
+    _, key, _ = as_key()
+    event = load_event("api/generate.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/admin/v1/generate"
+    event["body"] = json.dumps({"prompt": unique_prompt("operator"), "webhook": receiver.url})
+    # Its own principal: other tests count the jobs of theirs.
+    event["requestContext"]["authorizer"] = {"iam": {"userArn": "arn:aws:iam::123456789012:user/webhook-ops"}}
+    reply = emulator.runtime.invoke("api", event)
+    assert reply["statusCode"] == 202, reply
+    wait_for(lambda: receiver.requests or None, what="the operator's delivery")
+    [operators] = receiver.requests
+    assert verifies(SECRET, operators) and not verifies(key.signing_secret, operators)
+
+    configure(API_AUTH="none")
+    anonymous = delivered(api, receiver, submit_with_webhook(api, receiver.url))
+    assert verifies(SECRET, anonymous)
+
+
+def test_the_deployment_s_secret_is_stored_on_first_use_when_not_configured(
+    api, configure, hooks, emulator, capsys, monkeypatch
+):
+    """Deployed, CLIENT_WEBHOOK_SECRET is unset: the secret is made once, in the jobs table, and
+    `python -m ops.api_keys deployment-secret` shows it."""
+    from ops import api_keys
+    from shared import signing
+
+    configure(CLIENT_WEBHOOK_SECRET="")
+    receiver = hooks()
+    request = delivered(api, receiver, submit_with_webhook(api, receiver.url))
+    stored = signing.stored_deployment()[0].get_secret_value()
+    assert verifies(stored, request) and not verifies(SECRET, request)
+    assert signing.stored_deployment()[0].get_secret_value() == stored  # made once
+    again = delivered(api, receiver, submit_with_webhook(api, receiver.url))
+    assert verifies(stored, again)
+
+    monkeypatch.setenv("EMULATOR_PORT", emulator.endpoint.rsplit(":", 1)[1])
+    capsys.readouterr()
+    assert api_keys.main(["deployment-secret"]) == 0
+    assert capsys.readouterr().out.strip() == stored
+
+
+def test_signing_secrets_never_appear_in_logs_or_responses(as_key, hooks, capfd, caplog):
+    from shared import auth
+
+    receiver = hooks()
+    owner, key, caller = as_key()
+    rotated = auth.rotate_signing_secrets(owner)[key.key_id]
+    job_id = submit_with_webhook(caller, receiver.url)
+    delivered(caller, receiver, job_id)
+    bodies = [
+        caller.get(f"/api/v1/jobs/{job_id}").text,
+        caller.get("/api/v1/jobs").text,
+        caller.get(f"/api/v1/status/{job_id}").text,
+        json.dumps(auth.list_keys()),
+        *(r["body"] + json.dumps(r["headers"]) for r in receiver.requests),
+    ]
+    out, err = capfd.readouterr()
+    everything = "\n".join([*bodies, out, err, caplog.text])
+    for secret in (key.signing_secret, rotated, SECRET):
+        assert secret not in everything
+        assert secret.removeprefix("whsec_") not in everything

@@ -13,6 +13,7 @@ from local.invoke import seed_sample_job
 from shared import deliveries, jobs
 from shared.job_store import store
 from shared.models import to_iso, utcnow
+from shared.observability import logger
 from tests.conftest import ROOT, executions_of, load_event, wait_for
 
 
@@ -132,9 +133,11 @@ def test_sample_event(name, emulator):
         event["execution_started_at"] = to_iso(utcnow())  # as the workflow passes it: now
     if set_up:
         set_up(job_id)
+    logger.append_keys(left_by_an_earlier_event="stale")  # a warm container's previous invocation
     with emulator.dispatch_paused():
         reply = emulator.runtime.invoke(function, event)
     check(reply, job_id, emulator)
+    assert "left_by_an_earlier_event" not in logger.get_current_keys()  # every invocation starts clean
     if function == "finalizer":
         assert store().get(job_id).status == "failed"
     if name == "dispatcher/sqs-batch.json":

@@ -1,0 +1,107 @@
+"""What keeps cold starts short, checked as facts rather than timings (`make bench` measures them):
+no function imports an AWS SDK, the X-Ray SDK or a web framework before its first event; tracing
+still patches what the code calls, once it is imported; the benchmark's FastAPI twin of the api
+has the api's routes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from infra import spec
+from tests.conftest import ROOT
+
+# Tracing on, as deployed (Powertools turns it off outside Lambda and when told to).
+LAMBDA_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_LAMBDA_FUNCTION_NAME": "api",
+    "LAMBDA_TASK_ROOT": str(ROOT),
+    "POWERTOOLS_TRACE_DISABLED": "false",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+}
+NOT_AT_INIT = (
+    "boto3",
+    "botocore.client",
+    "aws_xray_sdk",
+    "aws_lambda_powertools.event_handler",  # the resolver and its OpenAPI models
+    "pydantic_settings",
+    "fastapi",
+    "PIL",
+)
+
+
+def run_python(code: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=LAMBDA_ENV | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("function", list(spec.FUNCTIONS))
+def test_a_cold_start_imports_no_sdk_before_the_first_event(function: str) -> None:
+    loaded = run_python(
+        f"""
+        import json, sys
+        import functions.{function}.app
+        print(json.dumps(sorted(m for m in {list(NOT_AT_INIT)!r} if m in sys.modules)))
+        """
+    )
+    assert loaded == []
+
+
+def test_tracing_patches_what_is_imported_once_the_first_event_arrives() -> None:
+    patched = run_python(
+        """
+        import json, sys
+        from shared.observability import tracer
+
+        @tracer.capture_lambda_handler
+        def handler(event, context):
+            import boto3
+            boto3.client("dynamodb")
+            return sorted(__import__("aws_xray_sdk.core.patcher").core.patcher._PATCHED_MODULES)
+
+        before = "aws_xray_sdk" in sys.modules
+        during = handler({}, None)
+        import httpx
+        after = sorted(__import__("aws_xray_sdk.core.patcher").core.patcher._PATCHED_MODULES)
+        from botocore.client import BaseClient
+        wrapped = hasattr(BaseClient._make_api_call, "__wrapped__")
+        print(json.dumps({"before": before, "during": during, "after": after, "wrapped": wrapped}))
+        """
+    )
+    assert patched == {
+        "before": False,  # nothing of the X-Ray SDK until an event is traced
+        "during": ["botocore", "httplib"],  # once boto3 was imported: AWS calls and urllib
+        "after": ["botocore", "httplib", "httpx"],  # httpx when it is imported
+        "wrapped": True,
+    }
+
+
+def test_the_fastapi_twin_of_the_api_has_its_routes() -> None:
+    """bench/cold_start.py compares the api with it: same methods, paths and operation ids."""
+    from bench.fastapi_baseline.app import app as baseline
+    from functions.api.app import api
+
+    ours = {(r.method, r.path, r.operation_id) for r in api.routes if r.documented}
+    theirs = {
+        (method, route.path, route.operation_id)
+        for route in baseline.routes
+        if getattr(route, "include_in_schema", False)
+        for method in route.methods
+    }
+    assert ours == theirs
