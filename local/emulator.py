@@ -8,20 +8,22 @@ by emulated event sources (local/event_sources.py) and, optionally, the HTTP gat
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 from infra import spec
-from local.event_sources import ExecutionStatusEvents, SqsEventSource, execution_ended
+from local import moto_patches
+from local.event_sources import ExecutionStatusEvents, SqsEventSource
 from local.gateway import Gateway
 from local.lambdas import ACCOUNT, REGION, LambdaContext, LambdaRuntime, function_arn
+from local.moto_transport import InProcessTransport
 from shared.aws import client, reset_clients
 from shared.settings import get_settings
 
@@ -99,14 +101,13 @@ class Emulator:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
         self._server.start()
         self._configure_moto()
-        self._patch_moto_callback_race()
-        self._report_execution_ends()
-        self._roll_back_transactions_by_item()  # first: its backup must be taken under the write lock
-        self._serialize_dynamodb_writes()
-        self._route_lambda_invokes()
+        moto_patches.apply()
+        self.transport = InProcessTransport(self.endpoint, self._server._server.app)
+        self._hook_default_session()
         self.resources = self._create_resources()
         self._start_event_sources()
         self._start_notifier()
+        collect_less()
         if self.api_port is not None:
             self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port, authorizer=local_authorizer)
             self.gateway.start()
@@ -158,125 +159,15 @@ class Emulator:
         )
         urllib.request.urlopen(request, timeout=10).close()
 
-    def _patch_moto_callback_race(self) -> None:
-        """moto 5.2.5 misses a task-token callback that arrives while the invoked Lambda still runs
-        (AWS accepts it: our worker calls back before it returns) when the state has
-        HeartbeatSeconds: it starts waiting for a heartbeat without looking at the outcome it
-        already has. Look first."""
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-            state_task_service_callback as callback,
-        )
-
-        waiter = callback.StateTaskServiceCallback
-        if getattr(waiter, "_outcome_checked_first", False):
-            return
-        original = waiter._wait_for_task_token_heartbeat
-
-        def wait(self, env, callback_endpoint, heartbeat_endpoint):
-            return callback_endpoint.get_outcome() or original(self, env, callback_endpoint, heartbeat_endpoint)
-
-        waiter._wait_for_task_token_heartbeat = wait
-        waiter._outcome_checked_first = True
-
-    def _serialize_dynamodb_writes(self) -> None:
-        """moto checks a write's condition and applies it without a lock, so two threads' conditional
-        writes can both pass (seen here: cancel and complete both "won"). DynamoDB serializes writes
-        to an item; one lock around moto's write operations gives the same guarantee."""
-        from moto.dynamodb.models import DynamoDBBackend
-
-        if getattr(DynamoDBBackend, "_writes_serialized", False):
-            return
-        lock = threading.RLock()
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-            original = getattr(DynamoDBBackend, name)
-
-            def serialized(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-                with lock:
-                    return _original(*args, **kwargs)
-
-            setattr(DynamoDBBackend, name, serialized)
-        DynamoDBBackend._writes_serialized = True
-
-    def _report_execution_ends(self) -> None:
-        """Tell the emulated EventBridge rule when an execution ends (where moto records its status)."""
-        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication as comm
-
-        if getattr(comm, "_reports_ends", False):
-            return
-        original = comm.terminated
-
-        def terminated(self: Any) -> None:
-            original(self)
-            try:
-                execution_ended(self.execution.to_describe_output())
-            except Exception:
-                log.exception("could not report the end of an execution")
-
-        comm.terminated = terminated
-        comm._reports_ends = True
-
-    def _roll_back_transactions_by_item(self) -> None:
-        """moto backs up every table a transaction touches with a deep copy of the whole table, so
-        each submit (one transaction) costs O(table) CPU and memory, and the copies outlive the call
-        (1.2 GB after 200 jobs). Back up only the items the transaction names, and restore those."""
-        from moto.dynamodb import models as dynamodb_models
-        from moto.dynamodb.models import DynamoDBBackend
-        from moto.dynamodb.models.table import Table
-
-        if getattr(DynamoDBBackend, "_item_rollback", False):
-            return
-
-        class _TableAsIs:  # moto's `copy` during a transaction: a Table is "copied" as itself
-            @staticmethod
-            def deepcopy(obj: Any, *args: Any) -> Any:
-                import copy
-
-                return obj if isinstance(obj, Table) else copy.deepcopy(obj, *args)
-
-            def __getattr__(self, name: str) -> Any:
-                import copy
-
-                return getattr(copy, name)
-
-        dynamodb_models.copy = _TableAsIs()
-        original = DynamoDBBackend.transact_write_items
-
-        def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
-            backups = []
-            for entry in transact_items:
-                for op in entry.values():
-                    if "TableName" not in op or op["TableName"] not in backend.tables:
-                        continue
-                    table = backend.tables[op["TableName"]]
-                    attrs = op.get("Key") or op.get("Item") or {}
-                    key = {k: attrs[k] for k in (table.hash_key_attr, table.range_key_attr) if k and k in attrs}
-                    try:
-                        hash_key, range_key = backend.get_keys_value(table, key)
-                        current = table.get_item(hash_key, range_key)
-                    except Exception:  # an invalid key: moto refuses the transaction before writing
-                        continue
-                    saved = current.to_json()["Attributes"] if current else None
-                    backups.append((table, hash_key, range_key, saved))
-            try:
-                return original(backend, transact_items)
-            except Exception:
-                for table, hash_key, range_key, saved in reversed(backups):
-                    if saved is None:
-                        table.delete_item(hash_key, range_key)
-                    else:
-                        table.put_item(saved)
-                raise
-
-        DynamoDBBackend.transact_write_items = transact_write_items
-        DynamoDBBackend._item_rollback = True
-
-    def _route_lambda_invokes(self) -> None:
+    def _hook_default_session(self) -> None:
         import boto3
 
         reset_clients()
-        # A fresh default session, then the hook on it: the workflow's task clients come from it.
+        # A fresh default session, then the hooks on it (Lambda invokes, the in-process path to
+        # moto): the functions' clients and the workflow's task clients come from it.
         boto3.setup_default_session()
         self.runtime.install(boto3.DEFAULT_SESSION)
+        self.transport.install(boto3.DEFAULT_SESSION)
 
     def _create_resources(self) -> Resources:
         get_settings.cache_clear()
@@ -396,6 +287,16 @@ class Emulator:
         self._workers = [*self.dispatch_sources, self.execution_events]
         for worker in self._workers:
             worker.start()
+
+
+def collect_less() -> None:
+    """The emulation keeps every item, message, object and execution in this process for its whole
+    life: after a 1,000-job burst, 750,000 objects that Python's collector rescanned at each full
+    collection (a tenth of the CPU of the burst's last jobs). Leave what startup built (moto's and
+    botocore's models, the handlers) out of collections for good, and collect the young generation
+    less often: each request allocates thousands of short-lived objects."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 # Routes without the key authorizer (deployed the same): the provider's webhook, health, the docs.
