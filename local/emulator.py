@@ -8,6 +8,7 @@ by emulated event sources (local/event_sources.py) and, optionally, the HTTP gat
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -20,9 +21,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from infra import spec
-from local.event_sources import ExecutionStatusEvents, SqsEventSource, StreamEventSource, execution_ended
+from local import moto_patches
+from local.event_sources import ExecutionStatusEvents, SqsEventSource, StreamEventSource
 from local.gateway import Gateway
 from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
+from local.moto_transport import InProcessTransport
 from shared.aws import client, reset_clients
 from shared.schemas import WEBHOOK_PATH
 from shared.settings import get_settings
@@ -50,10 +53,6 @@ BASE_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
-
-
-# moto's DynamoDB writes (and its stream reads) under one lock: see _serialize_dynamodb_writes.
-DYNAMODB_WRITE_LOCK = threading.RLock()
 
 
 def free_port() -> int:
@@ -111,17 +110,13 @@ class Emulator:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
         self._server.start()
         self._configure_moto()
-        self._patch_moto_callback_race()
-        self._pass_task_failure_causes()
-        self._report_execution_ends()
-        self._roll_back_transactions_by_item()  # first: its backup must be taken under the write lock
-        self._serialize_dynamodb_writes()
-        self._read_streams_under_the_write_lock()
-        self._honour_transaction_tokens()
-        self._route_lambda_invokes()
+        moto_patches.apply()
+        self.transport = InProcessTransport(self.endpoint, self._server._server.app)
+        self._hook_default_session()
         self.resources = self._create_resources()
         self._start_event_sources()
         self._start_notifier()
+        collect_less()
         if self.api_port is not None:
             self.authorizer = LocalAuthorizer(self.runtime)
             self.gateway = Gateway(
@@ -180,204 +175,15 @@ class Emulator:
         )
         urllib.request.urlopen(request, timeout=10).close()
 
-    def _patch_moto_callback_race(self) -> None:
-        """moto 5.2.5 misses a task-token callback that arrives while the invoked Lambda still runs
-        (AWS accepts it: our worker calls back before it returns) when the state has
-        HeartbeatSeconds: it starts waiting for a heartbeat without looking at the outcome it
-        already has. Look first."""
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-            state_task_service_callback as callback,
-        )
-
-        waiter = callback.StateTaskServiceCallback
-        if getattr(waiter, "_outcome_checked_first", False):
-            return
-        original = waiter._wait_for_task_token_heartbeat
-
-        def wait(self, env, callback_endpoint, heartbeat_endpoint):
-            return callback_endpoint.get_outcome() or original(self, env, callback_endpoint, heartbeat_endpoint)
-
-        waiter._wait_for_task_token_heartbeat = wait
-        waiter._outcome_checked_first = True
-
-    def _pass_task_failure_causes(self) -> None:
-        """moto 5.2.5's SendTaskFailure drops the `cause` on its way from the request to the
-        execution (the state's Catch then sees `"Cause": null`); AWS passes it on. Pass it."""
-        from moto.stepfunctions.responses import StepFunctionResponse
-
-        if getattr(StepFunctionResponse, "_passes_causes", False):
-            return
-
-        def send_task_failure(self: Any) -> Any:
-            from moto.core.responses import EmptyResult
-
-            self.stepfunction_backend.send_task_failure(
-                self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
-            )
-            return EmptyResult()
-
-        StepFunctionResponse.send_task_failure = send_task_failure
-        StepFunctionResponse._passes_causes = True
-
-    def _serialize_dynamodb_writes(self) -> None:
-        """moto checks a write's condition and applies it without a lock, so two threads' conditional
-        writes can both pass (seen here: cancel and complete both "won"). DynamoDB serializes writes
-        to an item; one lock around moto's write operations gives the same guarantee."""
-        from moto.dynamodb.models import DynamoDBBackend
-
-        if getattr(DynamoDBBackend, "_writes_serialized", False):
-            return
-        lock = DYNAMODB_WRITE_LOCK
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-            original = getattr(DynamoDBBackend, name)
-
-            def serialized(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-                with lock:
-                    return _original(*args, **kwargs)
-
-            setattr(DynamoDBBackend, name, serialized)
-        DynamoDBBackend._writes_serialized = True
-
-    def _honour_transaction_tokens(self) -> None:
-        """moto ignores TransactWriteItems' ClientRequestToken. DynamoDB remembers a token for 10
-        minutes: the same transaction again succeeds without writing anything (the counters
-        function relies on it when Lambda retries a batch); other items with it are refused."""
-        import hashlib
-
-        from moto.core.responses import ActionResult
-        from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
-        from moto.dynamodb.responses import DynamoHandler
-
-        if getattr(DynamoHandler, "_tokens_honoured", False):
-            return
-        original = DynamoHandler.transact_write_items
-        seen: dict[str, tuple[str, float]] = {}
-        lock = threading.Lock()
-
-        def transact_write_items(handler: Any) -> Any:
-            token = handler.body.get("ClientRequestToken")
-            if not token:
-                return original(handler)
-            digest = hashlib.sha256(json.dumps(handler.body["TransactItems"], sort_keys=True).encode()).hexdigest()
-            now = time.monotonic()
-            with lock:
-                known = seen.get(token)
-                if known and now - known[1] < 600:
-                    if known[0] != digest:
-                        raise DynamodbException(
-                            ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
-                            "The token was used with other items",
-                        )
-                    return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
-            result = original(handler)
-            with lock:
-                seen[token] = (digest, now)
-            return result
-
-        DynamoHandler.transact_write_items = transact_write_items
-        DynamoHandler._tokens_honoured = True
-
-    def _read_streams_under_the_write_lock(self) -> None:
-        """moto applies a transaction's items one by one, each adding its stream record, and undoes
-        them if one fails (see _roll_back_transactions_by_item, which also drops those records): a
-        reader must never see the records of a transaction in progress. DynamoDB streams only
-        committed changes."""
-        from moto.dynamodb.models.table import StreamShard
-
-        if getattr(StreamShard, "_reads_locked", False):
-            return
-        original = StreamShard.get
-
-        def get(shard: Any, start: int, quantity: int) -> Any:
-            with DYNAMODB_WRITE_LOCK:
-                return original(shard, start, quantity)
-
-        StreamShard.get = get
-        StreamShard._reads_locked = True
-
-    def _report_execution_ends(self) -> None:
-        """Tell the emulated EventBridge rule when an execution ends (where moto records its status)."""
-        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication as comm
-
-        if getattr(comm, "_reports_ends", False):
-            return
-        original = comm.terminated
-
-        def terminated(self: Any) -> None:
-            original(self)
-            try:
-                execution_ended(self.execution.to_describe_output())
-            except Exception:
-                log.exception("could not report the end of an execution")
-
-        comm.terminated = terminated
-        comm._reports_ends = True
-
-    def _roll_back_transactions_by_item(self) -> None:
-        """moto backs up every table a transaction touches with a deep copy of the whole table, so
-        each submit (one transaction) costs O(table) CPU and memory, and the copies outlive the call
-        (1.2 GB after 200 jobs). Back up only the items the transaction names, and restore those."""
-        from moto.dynamodb import models as dynamodb_models
-        from moto.dynamodb.models import DynamoDBBackend
-        from moto.dynamodb.models.table import Table
-
-        if getattr(DynamoDBBackend, "_item_rollback", False):
-            return
-
-        class _TableAsIs:  # moto's `copy` during a transaction: a Table is "copied" as itself
-            @staticmethod
-            def deepcopy(obj: Any, *args: Any) -> Any:
-                import copy
-
-                return obj if isinstance(obj, Table) else copy.deepcopy(obj, *args)
-
-            def __getattr__(self, name: str) -> Any:
-                import copy
-
-                return getattr(copy, name)
-
-        dynamodb_models.copy = _TableAsIs()
-        original = DynamoDBBackend.transact_write_items
-
-        def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
-            backups = []
-            for entry in transact_items:
-                for op in entry.values():
-                    if "TableName" not in op or op["TableName"] not in backend.tables:
-                        continue
-                    table = backend.tables[op["TableName"]]
-                    attrs = op.get("Key") or op.get("Item") or {}
-                    key = {k: attrs[k] for k in (table.hash_key_attr, table.range_key_attr) if k and k in attrs}
-                    try:
-                        hash_key, range_key = backend.get_keys_value(table, key)
-                        current = table.get_item(hash_key, range_key)
-                    except Exception:  # an invalid key: moto refuses the transaction before writing
-                        continue
-                    saved = current.to_json()["Attributes"] if current else None
-                    backups.append((table, hash_key, range_key, saved))
-            streamed = {id(t): (t, len(t.stream_shard.items)) for t, *_ in backups if t.stream_shard is not None}
-            try:
-                return original(backend, transact_items)
-            except Exception:
-                for table, hash_key, range_key, saved in reversed(backups):
-                    if saved is None:
-                        table.delete_item(hash_key, range_key)
-                    else:
-                        table.put_item(saved)
-                for table, length in streamed.values():  # a cancelled transaction streams nothing
-                    del table.stream_shard.items[length:]
-                raise
-
-        DynamoDBBackend.transact_write_items = transact_write_items
-        DynamoDBBackend._item_rollback = True
-
-    def _route_lambda_invokes(self) -> None:
+    def _hook_default_session(self) -> None:
         import boto3
 
         reset_clients()
-        # A fresh default session, then the hook on it: the workflow's task clients come from it.
+        # A fresh default session, then the hooks on it (Lambda invokes, the in-process path to
+        # moto): the functions' clients and the workflow's task clients come from it.
         boto3.setup_default_session()
         self.runtime.install(boto3.DEFAULT_SESSION)
+        self.transport.install(boto3.DEFAULT_SESSION)
 
     def _create_resources(self) -> Resources:
         get_settings.cache_clear()
@@ -509,6 +315,16 @@ class Emulator:
         self._workers = [*self.dispatch_sources, self.execution_events, self.counters]
         for worker in self._workers:
             worker.start()
+
+
+def collect_less() -> None:
+    """The emulation keeps every item, message, object and execution in this process for its whole
+    life: after a 1,000-job burst, 750,000 objects that Python's collector rescanned at each full
+    collection (a tenth of the CPU of the burst's last jobs). Leave what startup built (moto's and
+    botocore's models, the handlers) out of collections for good, and collect the young generation
+    less often: each request allocates thousands of short-lived objects."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 # Routes without the key authorizer (deployed the same): health and the docs (IAM when deployed).

@@ -89,3 +89,33 @@ def test_many_simultaneous_connections_are_all_served(echo) -> None:
     with ThreadPoolExecutor(64) as pool:
         replies = list(pool.map(lambda _: raw(server, request), range(200)))
     assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+
+
+def test_a_few_requests_run_at_once_and_the_rest_wait_their_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every emulated function shares one core (the GIL): 20 api invocations at once submitted no
+    faster than a few, and took the dispatchers' and workers' turns (a burst's workflows started
+    at 6.9/s instead of DISPATCH_RATE_PER_SECOND while it arrived)."""
+    import threading
+    import time
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def invoke(_: str, event: dict[str, Any]) -> dict[str, Any]:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return {"statusCode": 200, "body": "{}"}
+
+    server = Gateway(invoke, "127.0.0.1", free_port())
+    server.start()
+    try:
+        request = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        with ThreadPoolExecutor(20) as pool:
+            replies = list(pool.map(lambda _: raw(server, request), range(60)))
+    finally:
+        server.stop()
+    assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+    assert peak[0] == gateway_module.WORKERS <= 8
