@@ -73,7 +73,7 @@ webhook-secret: $(STAMP) ## The deployment's webhook signing secret, for jobs ma
 bench: $(STAMP) ## Cold start of every function (import + first call), in fresh interpreters
 	$(BIN)/python -m bench.cold_start
 
-cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (bench/prices.json)
+cost: $(STAMP) ## AWS cost per job and per 1M jobs, counted on the emulation (shared/prices.json)
 	$(BIN)/python -m bench.cost
 
 JOBS ?= 1000

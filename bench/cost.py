@@ -2,7 +2,9 @@
 
 Jobs run through the real pipeline (gateway, api, queue, dispatcher, workflow, worker, Replicate
 double or mock generator) in each mode, while a client polls the job's status every 2 s and then
-GETs the job once. Every billable operation is counted where it happens:
+GETs the job once. As deployed, every /api/v1 call carries an API key (API_AUTH=keys), checked by
+the authorizer function, whose answer the gateway caches for 60 s per key as API Gateway does.
+Every billable operation is counted where it happens:
 
 - Lambda: each invocation and its billed duration (wall time, rounded up to 1 ms) x the memory of
   infra/spec.py; the functions' log output (Powertools JSON lines and EMF metrics) in bytes;
@@ -11,11 +13,13 @@ GETs the job once. Every billable operation is counted where it happens:
   units from item sizes (4 KB, eventually consistent = half);
 - SQS, S3, Secrets Manager: requests, through a botocore hook on the emulation's session;
 - Step Functions: state transitions from each execution's history; its log bytes at the template's
-  log level; API Gateway: every request the api function serves, and its access log line;
+  log level; API Gateway: every request the api function serves, and its access log line (the
+  provider's webhooks go to the webhook function's URL: Lambda only);
 - X-Ray: trace roots per job x the sampling of the synthesized template.
 
-Prices: bench/prices.json (source and date). Idle cost: from a `cdk synth` of the stack
-(alarms, dashboards, secrets). The last line is the deployed-default total.
+Prices: shared/prices.json (source and date), which the functions price each job's cost with.
+Idle cost: from a `cdk synth` of the stack (alarms, dashboards, secrets). The last line is the
+deployed-default total.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PRICES = json.loads((ROOT / "bench" / "prices.json").read_text())
+from shared.usage import item_size  # noqa: E402 (after the path)
+from shared.usage import prices as _prices  # noqa: E402
+
+PRICES = _prices()  # shared/prices.json: the one price table, which the functions price jobs with too
 SECONDS_PER_MONTH = 30 * 86_400
 JOBS_PER_MONTH = 1_000_000  # the volume the X-Ray reservoir is spread over
 CLIENT_POLL_SECONDS = 2.0
@@ -69,29 +76,7 @@ def running(name: str) -> Iterator[None]:
         stack.pop()
 
 
-# ---- DynamoDB sizes ----------------------------------------------------------------------------
-def attribute_size(value: dict[str, Any]) -> int:
-    """Bytes of one attribute value in DynamoDB JSON, by DynamoDB's item-size rules."""
-    ((kind, data),) = value.items()
-    if kind == "S":
-        return len(data.encode())
-    if kind == "N":
-        return len(str(data).lstrip("-").replace(".", "").lstrip("0") or "0") // 2 + 1
-    if kind == "B":
-        return len(data)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(v) for k, v in data.items())
-    if kind == "L":
-        return 3 + sum(1 + attribute_size(v) for v in data)
-    return sum(len(str(v).encode()) for v in data)  # SS, NS, BS
-
-
-def item_size(item: dict[str, Any]) -> int:
-    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
-
-
+# ---- DynamoDB request units (item sizes: shared/usage.py) ----------------------------------------
 class DynamoSizer:
     """Request units of DynamoDB calls, from the emulation's stored items."""
 
@@ -291,11 +276,16 @@ def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r for r in template["Resources"].values() if r["Type"] == kind]
 
 
+def alarm_metric_count(alarm: dict[str, Any]) -> int:
+    """The metrics an alarm is billed for: its metric, or each metric a math expression reads (the
+    expression itself is not one)."""
+    queries = alarm["Properties"].get("Metrics")
+    return sum("MetricStat" in q for q in queries) if queries else 1
+
+
 def idle_cost(template: dict[str, Any]) -> list[tuple[str, int, float]]:
     """(item, count, $ per month) of what the stack costs with no traffic."""
-    alarm_metrics = sum(
-        len(a["Properties"].get("Metrics") or [None]) for a in resources(template, "AWS::CloudWatch::Alarm")
-    )
+    alarm_metrics = sum(alarm_metric_count(a) for a in resources(template, "AWS::CloudWatch::Alarm"))
     items = [
         ("alarm metrics", alarm_metrics, PRICES["cloudwatch_alarm_metric_month"]),
         ("dashboards", len(resources(template, "AWS::CloudWatch::Dashboard")), PRICES["cloudwatch_dashboard_month"]),
@@ -458,12 +448,14 @@ def measure(emulator: Any, meter: Meter, api: Any, double: Any, mode: Mode, jobs
     if double is not None:
         double.processing_seconds = mode.processing_seconds
     emulator.configure(**mode.env)
+    emulator.authorizer.forget()  # each mode starts with API Gateway's authorizer cache cold
     level, include_data = workflow_log_level(template)
     meter.reset()
     started = time.monotonic()
     job_ids, seconds = run_jobs(api, jobs)
     histories = history_of(emulator, job_ids)
     time.sleep(1.0)  # late webhook deliveries (duplicates of `completed`) are part of the job
+    emulator.counters.settle(timeout=60, flush=False)  # so are its changes' batches on the table stream
     usage = meter.reset()
     arn = f"arn:aws:states:us-east-1:123456789012:execution:{'x' * 48}:{job_ids[0]}-1"
     usage.log_bytes["workflow"] = sum(workflow_log_bytes(h, arn, level, include_data) for h in histories)
@@ -550,10 +542,10 @@ def price(run: Run, template: dict[str, Any]) -> tuple[list[tuple[str, str, floa
         )
     )
     # Trace roots: each API request (HTTP APIs do not trace, so the api function starts one), each
-    # dispatcher batch, each execution (its Lambda tasks join its trace), each finalizer event.
-    roots = (
-        u.lambda_requests["api"] + u.lambda_requests["dispatcher"] + u.lambda_requests["finalizer"] + run.executions
-    ) / n
+    # provider webhook (its function URL), each dispatcher batch, each execution (its Lambda tasks
+    # join its trace), each finalizer event.
+    starts = ("api", "webhook", "dispatcher", "finalizer")
+    roots = (sum(u.lambda_requests[name] for name in starts) + run.executions) / n
     rule = sampling(template)
     per_second = roots * JOBS_PER_MONTH / SECONDS_PER_MONTH
     fraction = min(
@@ -600,6 +592,8 @@ def main(argv: list[str] | None = None) -> None:
         # As deployed: the functions log at the stack's level and publish their metrics (EMF).
         "POWERTOOLS_LOG_LEVEL": json.loads((ROOT / "cdk.json").read_text())["context"]["logLevel"],
         "POWERTOOLS_METRICS_DISABLED": "false",
+        # As deployed: every /api/v1 call carries an API key, checked by the authorizer function.
+        "API_AUTH": "keys",
     }
     meter = Meter(platform_log_bytes(template))
     emulator = Emulator(api_port=free_port(), env=provider)
@@ -608,6 +602,11 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[Run] = []
     try:
         emulator.start()
+        from infra.constructs.api import KEY_CACHE_SECONDS
+        from shared.auth import create_key
+
+        emulator.authorizer.cache_seconds = KEY_CACHE_SECONDS  # API Gateway's cache of the answer
+        key = create_key("cost-bench").key
         import boto3
 
         from shared.aws import reset_clients
@@ -619,7 +618,8 @@ def main(argv: list[str] | None = None) -> None:
         for handler in logger._logger.handlers:
             handler.setStream(sys.stdout)
         webhook_env = {"WEBHOOK_BASE_URL": emulator.gateway.url}
-        with httpx.Client(base_url=emulator.gateway.url, timeout=30) as api:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=emulator.gateway.url, timeout=30, headers=headers) as api:
             for name in args.modes.split(","):
                 mode = MODES[name]
                 base = provider | webhook_env | {k: v for k, v in mode.env.items()}
@@ -649,7 +649,7 @@ def report(runs: list[Run], template: dict[str, Any], context: dict[str, str]) -
         components += [c for c, _, _ in priced[run.mode.name][0] if c not in components]
     width = max(len(c) for c in components) + 2
     print()
-    print("AWS cost per 1M jobs, by component ($, list prices of bench/prices.json, as of " + PRICES["as_of"] + ")")
+    print("AWS cost per 1M jobs, by component ($, list prices of shared/prices.json, as of " + PRICES["as_of"] + ")")
     print("component".ljust(width) + "".join(run.mode.name.rjust(12) for run in runs))
     for component in components:
         cells = []

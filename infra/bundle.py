@@ -59,7 +59,7 @@ EXCLUDED: frozenset[str] = frozenset()
 # client("...") of shared/ and functions/ is here): dynamodb, s3, sqs, stepfunctions, secretsmanager
 # (Powertools Parameters), xray (the X-Ray SDK's sampling-rule client). The other ~440 services'
 # models are most of botocore's size. No STS: Lambda gives the role's credentials in the environment.
-BOTOCORE_SERVICES = frozenset({"dynamodb", "s3", "sqs", "stepfunctions", "secretsmanager", "xray"})
+BOTOCORE_SERVICES = frozenset({"dynamodb", "lambda", "s3", "sqs", "stepfunctions", "secretsmanager", "xray"})
 
 IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 IGNORED_SUFFIXES = {".pyc", ".pyo"}

@@ -34,10 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "logRetentionDays": 30,
     "apiThrottleRateLimit": 20,
     "apiThrottleBurstLimit": 40,
-    # The provider's webhook route has its own bucket: a flood of (forged) deliveries is refused
-    # there with 429 and never eats the client routes' limit. Replicate retries refused deliveries.
-    "webhookThrottleRateLimit": 50,
-    "webhookThrottleBurstLimit": 100,
+    # The provider's webhooks have a function (and URL) of their own, throttled by its reserved
+    # concurrency: a flood of (forged) deliveries is refused with 429 and never touches the API's
+    # limits or the other functions' concurrency. Replicate retries refused deliveries.
+    "webhookConcurrency": 10,
     "pendingJobAlarmSeconds": 300,
     "alarmEmail": "",
     # false: no alarms, no dashboard (saves their monthly cost; the secret's $0.40 remains).
@@ -73,8 +73,7 @@ class Config:
     log_retention_days: int
     api_throttle_rate_limit: int
     api_throttle_burst_limit: int
-    webhook_throttle_rate_limit: int
-    webhook_throttle_burst_limit: int
+    webhook_concurrency: int
     pending_job_alarm_seconds: int
     alarm_email: str
     monitoring: bool
@@ -114,8 +113,7 @@ class Config:
             log_retention_days=int(raw["logRetentionDays"]),
             api_throttle_rate_limit=int(raw["apiThrottleRateLimit"]),
             api_throttle_burst_limit=int(raw["apiThrottleBurstLimit"]),
-            webhook_throttle_rate_limit=int(raw["webhookThrottleRateLimit"]),
-            webhook_throttle_burst_limit=int(raw["webhookThrottleBurstLimit"]),
+            webhook_concurrency=int(raw["webhookConcurrency"]),
             pending_job_alarm_seconds=int(raw["pendingJobAlarmSeconds"]),
             alarm_email=str(raw["alarmEmail"] or ""),
             monitoring=raw["monitoring"],

@@ -33,6 +33,20 @@ class TableSpec:
     partition_key: str
     indexes: tuple[Index, ...]
     ttl_attribute: str
+    # Every change, with the item before and after: the stats counters are kept from it.
+    stream_view_type: str = "NEW_AND_OLD_IMAGES"
+
+
+@dataclass(frozen=True)
+class StreamSourceSpec:
+    """The table stream's event source (functions/counters)."""
+
+    batch_size: int
+    # How long records gather before an invoke: what the stats lag by, at most (plus the invoke).
+    max_batching_window_seconds: int
+    retry_attempts: int
+    # Only changes of job items (records of counters, keys, queue items... are not delivered).
+    filters: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,11 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("notifier", timeout_seconds=60, memory_mb=256, dependency_group="provider"),
         # The API key check (shared/auth.py): one GetItem.
         FunctionSpec("authorizer", timeout_seconds=10, memory_mb=256),
+        # The provider's webhooks, on a function URL of their own: a signature check, a read and
+        # at most a write or an invoke of the worker per delivery.
+        FunctionSpec("webhook", timeout_seconds=10, memory_mb=256),
+        # The stats counters, from the table's stream: one transaction per batch of changes.
+        FunctionSpec("counters", timeout_seconds=60, memory_mb=256),
     )
 }
 
@@ -125,6 +144,16 @@ NOTIFY_QUEUE = QueueSpec(
     batch_size=10,
     max_batching_window_seconds=1,
     max_concurrency=5,
+)
+
+COUNTER_STREAM = StreamSourceSpec(
+    batch_size=100,
+    max_batching_window_seconds=10,
+    retry_attempts=10,
+    filters=(
+        {"dynamodb": {"NewImage": {job_store.ENTITY: {"S": [job_store.JOB_ENTITY]}}}},
+        {"dynamodb": {"OldImage": {job_store.ENTITY: {"S": [job_store.JOB_ENTITY]}}}},  # a deletion (TTL)
+    ),
 )
 
 WORKFLOW = WorkflowSpec(

@@ -7,8 +7,9 @@ exact resources (see the grant_* methods of the constructs).
 from __future__ import annotations
 
 from aws_cdk import Aws, CfnOutput, Duration, Stack, Tags
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_xray as xray
-from aws_cdk.aws_lambda_event_sources import SqsEventSource
+from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsDlq, SqsEventSource
 from constructs import Construct
 
 from infra import spec
@@ -36,7 +37,6 @@ ACCESS: dict[str, frozenset[str]] = {
             "outputs:read",
             "secret:read",
             "workflow:stop",
-            "workflow:callback",
             "health:check",
             "notify:send",
         }
@@ -52,10 +52,20 @@ ACCESS: dict[str, frozenset[str]] = {
     "notifier": frozenset({"jobs:write", "outputs:read", "notify:consume", "notify:send", "notify:secret"}),
     # The HTTP API's key authorizer: reads key items, nothing else.
     "authorizer": frozenset({"keys:read"}),
+    # The provider's webhooks (its own public URL): verifies them with the provider secret, raises
+    # progress, keeps the Generate task's heartbeat, hands finished predictions to the worker.
+    "webhook": frozenset({"jobs:write", "secret:read", "workflow:callback", "notify:send", "worker:invoke"}),
+    # Keeps the stats counters from the table's stream (one transaction per batch) and the models'
+    # mean durations.
+    "counters": frozenset({"counters:write", "stream:consume"}),
 }
 
 # The functions that start predictions, so tell the provider where to send its webhooks.
 CALLED_BACK = frozenset({"worker"})
+WEBHOOK = "webhook"  # the function behind the provider's webhook URL
+# Lambda's asynchronous invoke of the worker (the provider webhook's hand-over): tries after the
+# first, and how long an event may wait in Lambda's queue (a lost one leaves it to Collect).
+WORKER_ASYNC_RETRIES = 2
 
 
 class MediaGenerationStack(Stack):
@@ -95,10 +105,10 @@ class MediaGenerationStack(Stack):
             if "secret:read" in ACCESS[name] and not config.mock_generation:
                 # Set: the functions use Replicate with the secret's token. Unset: mock generation.
                 env["REPLICATE_SECRET_ARN"] = secret.secret.secret_arn
-            if name in CALLED_BACK:
-                # Where the provider calls back. The API resource does not depend on any function,
-                # so this adds no cycle (unlike the state machine, which depends on this function).
-                env["WEBHOOK_BASE_URL"] = api.endpoint
+            if "worker:invoke" in ACCESS[name]:
+                # By name, not by reference: the worker's environment names where the webhooks go,
+                # so a reference back to it could make a cycle.
+                env["WORKER_FUNCTION_NAME"] = worker_name(config)
             functions[name] = ServiceFunction(
                 self,
                 f"{name.title()}Function",
@@ -107,8 +117,18 @@ class MediaGenerationStack(Stack):
                 environment=env,
                 # Execution-status events the finalizer failed on, after Lambda's async retries.
                 dead_letter_queue=queues.failed_events if name == FINALIZER else None,
+                # The public webhook URL's throttle: a flood is refused with 429 by Lambda.
+                reserved_concurrency=config.webhook_concurrency if name == WEBHOOK else None,
             )
         lambdas = {name: f.function for name, f in functions.items()}
+        # The provider's webhooks come to a Lambda function URL of their own, not the HTTP API: no
+        # request charge per delivery, no authorizer (the function checks the signature).
+        webhook_url = lambdas[WEBHOOK].add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
+        for name in CALLED_BACK:
+            lambdas[name].add_environment("WEBHOOK_BASE_URL", webhook_url.url)
+        lambdas["worker"].configure_async_invoke(
+            retry_attempts=WORKER_ASYNC_RETRIES, max_event_age=Duration.seconds(max(60, settings.job_timeout_seconds))
+        )
 
         workflow = JobWorkflow(
             self,
@@ -125,6 +145,7 @@ class MediaGenerationStack(Stack):
             "jobs:idempotency": jobs.grant_idempotency_records,
             "jobs:list": jobs.grant_listing,
             "keys:read": jobs.grant_key_reads,
+            "counters:write": jobs.grant_counter_writes,
             "queue:send": queues.grant_send,
             "outputs:read": storage.grant_read_outputs,
             "outputs:write": storage.grant_write_outputs,
@@ -135,14 +156,31 @@ class MediaGenerationStack(Stack):
             "health:check": lambda role: _grant_health_checks(role, queues, storage, workflow),
             "notify:send": client_webhooks.grant_send,
             "notify:secret": jobs.grant_signing_secrets,
+            "worker:invoke": lambda role: _grant_worker_invoke(self, role, config),
         }
+        # The table's stream, consumed by an event source (which grants its reads): job changes only,
+        # batched for up to the spec's window (the lag of stats); failed batches to FailedEvents.
+        for name, function in functions.items():
+            if "stream:consume" in ACCESS[name]:
+                stream = spec.COUNTER_STREAM
+                function.function.add_event_source(
+                    DynamoEventSource(
+                        jobs.table,
+                        starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                        batch_size=stream.batch_size,
+                        max_batching_window=Duration.seconds(stream.max_batching_window_seconds),
+                        retry_attempts=stream.retry_attempts,
+                        on_failure=SqsDlq(queues.failed_events),
+                        filters=[lambda_.FilterCriteria.filter(f) for f in stream.filters],
+                    )
+                )
         # Queues consumed through an event source rather than granted: (queue, its spec).
         consumed = {
             "queue:consume": (queues.queue, spec.QUEUE),
             "notify:consume": (client_webhooks.queue, spec.NOTIFY_QUEUE),
         }
         for name, function in functions.items():
-            for capability in sorted(ACCESS[name] - consumed.keys()):
+            for capability in sorted(ACCESS[name] - consumed.keys() - {"stream:consume"}):
                 grants[capability](function.role)
             if ACCESS[name] & {"workflow:start", "workflow:stop"}:
                 function.function.add_environment(
@@ -188,6 +226,7 @@ class MediaGenerationStack(Stack):
                 "Attach to the users or roles that call the API",
             ),
             "ReplicateSecretArn": (secret.secret.secret_arn, 'Put {"api_token": "r8_..."} here'),
+            "WebhookUrl": (webhook_url.url, "Where Replicate posts its webhooks (the webhook function's URL)"),
             "OutputsBucketName": (storage.bucket.bucket_name, "Generated images"),
             "JobsTableName": (jobs.table.table_name, "Jobs table"),
             "JobsQueueUrl": (queues.queue.queue_url, "Jobs queue"),
@@ -223,6 +262,24 @@ class MediaGenerationStack(Stack):
         )
         for key, (value, description) in outputs.items():
             CfnOutput(self, key, value=value, description=description)
+
+
+def worker_name(config: Config) -> str:
+    return f"{config.prefix}-worker"  # infra/constructs/functions.py names every function so
+
+
+def _grant_worker_invoke(stack: Stack, role, config: Config) -> None:
+    """lambda:InvokeFunction on the worker alone (the provider webhook hands it finished predictions)."""
+    from aws_cdk import ArnFormat
+    from aws_cdk import aws_iam as iam
+
+    arn = stack.format_arn(
+        service="lambda",
+        resource="function",
+        resource_name=worker_name(config),
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[arn]))
 
 
 def _settings_env(config: Config) -> dict[str, str]:

@@ -22,7 +22,8 @@ from shared.settings import get_settings
 
 
 def start_replicate_double(api: str) -> Any:
-    """Point the provider settings at an in-process Replicate double; webhooks come to `api`."""
+    """Point the provider settings at an in-process Replicate double; webhooks come to `api` (the
+    gateway serves the webhook function's path there, as its function URL does when deployed)."""
     from local.replicate_double import ReplicateDouble
 
     double = ReplicateDouble(processing_seconds=float(os.environ.get("DOUBLE_PROCESSING_SECONDS", "4"))).start()

@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -20,11 +22,12 @@ from typing import Any
 
 from infra import spec
 from local import moto_patches
-from local.event_sources import ExecutionStatusEvents, SqsEventSource
+from local.event_sources import ExecutionStatusEvents, SqsEventSource, StreamEventSource
 from local.gateway import Gateway
-from local.lambdas import ACCOUNT, REGION, LambdaContext, LambdaRuntime, function_arn
+from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
 from local.moto_transport import InProcessTransport
 from shared.aws import client, reset_clients
+from shared.schemas import WEBHOOK_PATH
 from shared.settings import get_settings
 
 log = logging.getLogger("local.emulator")
@@ -75,11 +78,17 @@ class Emulator:
         api_port: int | None = None,
         queue: spec.QueueSpec = spec.QUEUE,
         env: dict[str, str] | None = None,
+        stream_window_seconds: float | None = None,
     ) -> None:
+        """`stream_window_seconds`: the table stream's batching window (default: the spec's; tests
+        shorten it, as they shorten the queue's visibility timeout)."""
         self.aws_port = aws_port or free_port()
         self.api_port = api_port
         self.queue_spec = queue
         self.env = env or {}
+        self.stream_window_seconds = (
+            spec.COUNTER_STREAM.max_batching_window_seconds if stream_window_seconds is None else stream_window_seconds
+        )
         self.runtime = LambdaRuntime()
         self.resources: Resources | None = None
         self._server: Any = None
@@ -109,7 +118,14 @@ class Emulator:
         self._start_notifier()
         collect_less()
         if self.api_port is not None:
-            self.gateway = Gateway(self.runtime.invoke, "127.0.0.1", self.api_port, authorizer=local_authorizer)
+            self.authorizer = LocalAuthorizer(self.runtime)
+            self.gateway = Gateway(
+                self.runtime.invoke,
+                "127.0.0.1",
+                self.api_port,
+                authorizer=self.authorizer,
+                function_urls={WEBHOOK_PATH: "webhook"},  # the provider's webhooks: their own function
+            )
             self.gateway.start()
         return self
 
@@ -228,6 +244,7 @@ class Emulator:
                 }
                 for index in table.indexes
             ],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": table.stream_view_type},
         )
         client("dynamodb").update_time_to_live(
             TableName=NAMES["table"],
@@ -284,7 +301,18 @@ class Emulator:
         self.execution_events = ExecutionStatusEvents(
             self.runtime.invoke, "finalizer", self.resources.state_machine_arn
         )
-        self._workers = [*self.dispatch_sources, self.execution_events]
+        stream_arn = client("dynamodb").describe_table(TableName=self.resources.table)["Table"]["LatestStreamArn"]
+        stream = spec.COUNTER_STREAM
+        self.counters = StreamEventSource(
+            self.runtime.invoke,
+            "counters",
+            stream_arn,
+            batch_size=stream.batch_size,
+            window_seconds=self.stream_window_seconds,
+            retry_attempts=stream.retry_attempts,
+            filters=stream.filters,
+        )
+        self._workers = [*self.dispatch_sources, self.execution_events, self.counters]
         for worker in self._workers:
             worker.start()
 
@@ -299,36 +327,60 @@ def collect_less() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-# Routes without the key authorizer (deployed the same): the provider's webhook, health, the docs.
-PUBLIC_PATHS = ("/health", "/docs", "/openapi.json", "/api/v1/webhooks/")
+# Routes without the key authorizer (deployed the same): health and the docs (IAM when deployed).
+PUBLIC_PATHS = ("/health", "/docs", "/openapi.json")
 
 
-def local_authorizer(event: dict[str, Any]) -> dict[str, Any] | None:
+class LocalAuthorizer:
     """With API_AUTH=keys, what API Gateway does on a key-authorized route: no Authorization
-    header is a 401 before any function runs; otherwise the deployed authorizer's code decides."""
-    path = event["rawPath"]
-    if get_settings().api_auth != "keys" or not path.startswith("/api/") or path.startswith(PUBLIC_PATHS):
-        return None
-    if not event["headers"].get("authorization"):
-        return {"isAuthorized": False, "missing": True}
-    from functions.authorizer.app import handler
+    header is a 401 before any function runs; otherwise the deployed authorizer function decides,
+    run by the emulated Lambda runtime. Deployed, API Gateway caches its answer per Authorization
+    value (infra/constructs/api.py KEY_CACHE_SECONDS); locally `cache_seconds` is 0 (a revoked key
+    stops at once) unless set, as `make cost` does to count the invocations a deployment makes."""
 
-    method = event["requestContext"]["http"]["method"]
-    authorizer_event = {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:local/$default/{method}{path}",
-        "identitySource": [event["headers"]["authorization"]],
-        "routeKey": event["routeKey"],
-        "rawPath": path,
-        "rawQueryString": event["rawQueryString"],
-        "headers": event["headers"],
-        "queryStringParameters": event.get("queryStringParameters"),
-        "requestContext": event["requestContext"],
-    }
-    context = LambdaContext("api")  # the authorizer is not one of the emulated functions
-    context.function_name = "authorizer"
-    return handler(authorizer_event, context)
+    def __init__(self, runtime: LambdaRuntime, cache_seconds: float = 0) -> None:
+        self.runtime = runtime
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        path = event["rawPath"]
+        if get_settings().api_auth != "keys" or not path.startswith("/api/") or path.startswith(PUBLIC_PATHS):
+            return None
+        identity = event["headers"].get("authorization")
+        if not identity:
+            return {"isAuthorized": False, "missing": True}
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(identity)
+        if cached and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        answer = self.runtime.invoke("authorizer", self._event(event, identity))
+        if self.cache_seconds:
+            with self._lock:
+                self._cache[identity] = (now, answer)
+        return answer
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    @staticmethod
+    def _event(event: dict[str, Any], identity: str) -> dict[str, Any]:
+        method, path = event["requestContext"]["http"]["method"], event["rawPath"]
+        return {
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:local/$default/{method}{path}",
+            "identitySource": [identity],
+            "routeKey": event["routeKey"],
+            "rawPath": path,
+            "rawQueryString": event["rawQueryString"],
+            "headers": event["headers"],
+            "queryStringParameters": event.get("queryStringParameters"),
+            "requestContext": event["requestContext"],
+        }
 
 
 def with_queue(**changes: Any) -> spec.QueueSpec:

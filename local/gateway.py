@@ -172,9 +172,13 @@ class Gateway:
         port: int,
         function: str = "api",
         authorizer: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        function_urls: dict[str, str] | None = None,
     ) -> None:
         """`authorizer(event)`: None for a route without one; else a simple response, whose
-        context lands in requestContext.authorizer.lambda as API Gateway puts it."""
+        context lands in requestContext.authorizer.lambda as API Gateway puts it.
+        `function_urls`: paths served by another function, as its Lambda function URL does when
+        deployed (one port here, so a base URL serves both): no authorizer, no CORS."""
+        urls = dict(function_urls or {})
         gateway = self
         self.served: Counter[int] = Counter()  # requests answered, by status code (e.g. for make fuzz)
         self._served_lock = threading.Lock()
@@ -196,7 +200,10 @@ class Gateway:
                 started = time.monotonic()
                 origin = cors_origin(event["headers"].get("origin"))
                 try:
-                    if origin and self.command == "OPTIONS":  # a preflight: API Gateway answers it
+                    if event["rawPath"] in urls:
+                        origin = None
+                        reply = invoke(urls[event["rawPath"]], event)
+                    elif origin and self.command == "OPTIONS":  # a preflight: API Gateway answers it
                         reply = {"statusCode": 204, "headers": dict(PREFLIGHT_HEADERS)}
                     else:
                         reply = gateway._authorize(event, authorizer) or invoke(function, event)

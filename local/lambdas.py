@@ -4,7 +4,9 @@ moto needs Docker to run Lambda functions; instead a botocore `before-call.lambd
 boto3's default session answers every Invoke (the workflow's Lambda tasks included: moto's
 Step Functions interpreter creates its clients from that session) by calling our handler in the
 calling thread. Errors come back as Lambda reports them (FunctionError + errorType/errorMessage),
-so the workflow's Retry and Catch match on the exception's class name as they do on AWS.
+so the workflow's Retry and Catch match on the exception's class name as they do on AWS. An
+asynchronous invoke (InvocationType=Event) answers 202 at once and runs the handler on a thread of
+its own, tried twice more if it raises, after `async_retry_delays` (AWS: about 1 and 2 minutes).
 
 As on AWS, a container runs one event at a time and keeps its module state between events: each
 function has a pool of containers, each with its own copy of functions/<name>/app.py (the
@@ -107,6 +109,8 @@ class Container:
 class LambdaRuntime:
     def __init__(self) -> None:
         self.invocations: Counter[str] = Counter()
+        self.async_retry_delays: tuple[float, ...] = (60.0, 120.0)
+        self.async_failures: Counter[str] = Counter()  # events dropped after every try failed
         self._lock = threading.Lock()
         self._idle: dict[str, list[Container]] = {name: [] for name in FUNCTIONS}
         self.containers: Counter[str] = Counter()
@@ -142,6 +146,18 @@ class LambdaRuntime:
             first = self.containers[name] == 1
         return Container(name, first)
 
+    def _invoke_async(self, name: str, event: Any) -> None:
+        """Lambda's event invocation: the first try, then one per retry delay while it raises."""
+        for delay in (0.0, *self.async_retry_delays):
+            time.sleep(delay)
+            try:
+                self.invoke(name, event)
+                return
+            except Exception as exc:
+                log.warning("%s (asynchronous) raised %s: %s", name, type(exc).__name__, exc)
+        with self._lock:
+            self.async_failures[name] += 1
+
     # ---- the botocore hook -------------------------------------------------------------------
     def install(self, session: Any) -> None:
         session.events.register("before-call.lambda.Invoke", self._on_invoke)
@@ -151,6 +167,12 @@ class LambdaRuntime:
 
         name = unquote(params["url_path"].split("/functions/")[1].split("/")[0]).rsplit(":", 1)[-1]
         event = json.loads(params.get("body") or b"{}")
+        headers = {k.lower(): v for k, v in (params.get("headers") or {}).items()}
+        if headers.get("x-amz-invocation-type") == "Event":
+            if name not in FUNCTIONS:
+                raise KeyError(f"Unknown function {name!r}")
+            threading.Thread(target=self._invoke_async, args=(name, event), name=f"async-{name}", daemon=True).start()
+            return AWSResponse(params.get("url", ""), 202, {}, None), {"StatusCode": 202, "Payload": io.BytesIO(b"")}
         reply: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
         try:
             result = self.invoke(name, event)

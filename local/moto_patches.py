@@ -21,6 +21,8 @@ log = logging.getLogger("local.moto_patches")
 
 _applied = False
 _lock = threading.Lock()
+# moto's DynamoDB writes, and its stream reads, under one lock: see serialize_dynamodb_writes.
+DYNAMODB_WRITE_LOCK = threading.RLock()
 
 
 def apply() -> None:
@@ -34,6 +36,9 @@ def apply() -> None:
         report_execution_ends()
         roll_back_transactions_by_item()  # before the write lock: its backup must be taken under it
         serialize_dynamodb_writes()
+        read_streams_under_the_write_lock()
+        honour_transaction_tokens()
+        pass_task_failure_causes()
         parse_each_workflow_once()
         reuse_workflow_lambda_clients()
         parse_each_json_path_once()
@@ -120,7 +125,7 @@ def serialize_dynamodb_writes() -> None:
     to an item; one lock around moto's write operations gives the same guarantee."""
     from moto.dynamodb.models import DynamoDBBackend
 
-    lock = threading.RLock()
+    lock = DYNAMODB_WRITE_LOCK
     for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
         original = getattr(DynamoDBBackend, name)
 
@@ -129,6 +134,74 @@ def serialize_dynamodb_writes() -> None:
                 return _original(*args, **kwargs)
 
         setattr(DynamoDBBackend, name, serialized)
+
+
+def read_streams_under_the_write_lock() -> None:
+    """moto applies a transaction's items one by one, each adding its stream record, and undoes
+    them if one fails (roll_back_transactions_by_item, which also drops those records): a reader
+    must never see the records of a transaction in progress. DynamoDB streams only committed changes."""
+    from moto.dynamodb.models.table import StreamShard
+
+    original = StreamShard.get
+
+    def get(shard: Any, start: int, quantity: int) -> Any:
+        with DYNAMODB_WRITE_LOCK:
+            return original(shard, start, quantity)
+
+    StreamShard.get = get
+
+
+def honour_transaction_tokens() -> None:
+    """moto ignores TransactWriteItems' ClientRequestToken. DynamoDB remembers a token for 10
+    minutes: the same transaction again succeeds without writing anything (the counters function
+    relies on it when Lambda retries a batch); other items with it are refused."""
+    import hashlib
+    import json
+
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.transact_write_items
+    seen: dict[str, tuple[str, float]] = {}
+    lock = threading.Lock()
+
+    def transact_write_items(handler: Any) -> Any:
+        token = handler.body.get("ClientRequestToken")
+        if not token:
+            return original(handler)
+        digest = hashlib.sha256(json.dumps(handler.body["TransactItems"], sort_keys=True).encode()).hexdigest()
+        now = time.monotonic()
+        with lock:
+            known = seen.get(token)
+            if known and now - known[1] < 600:
+                if known[0] != digest:
+                    raise DynamodbException(
+                        ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+                        "The token was used with other items",
+                    )
+                return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+        result = original(handler)
+        with lock:
+            seen[token] = (digest, now)
+        return result
+
+    DynamoHandler.transact_write_items = transact_write_items
+
+
+def pass_task_failure_causes() -> None:
+    """moto's SendTaskFailure drops the `cause` on its way from the request to the execution (the
+    state's Catch then sees `"Cause": null`); AWS passes it on. Pass it."""
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure
 
 
 # ---- work moto repeats per request -----------------------------------------------------------------
@@ -167,6 +240,7 @@ def roll_back_transactions_by_item() -> None:
                     continue
                 saved = current.to_json()["Attributes"] if current else None
                 backups.append((table, hash_key, range_key, saved))
+        streamed = {id(t): (t, len(t.stream_shard.items)) for t, *_ in backups if t.stream_shard is not None}
         try:
             return original(backend, transact_items)
         except Exception:
@@ -175,6 +249,8 @@ def roll_back_transactions_by_item() -> None:
                     table.delete_item(hash_key, range_key)
                 else:
                     table.put_item(saved)
+            for table, length in streamed.values():  # a cancelled transaction streams nothing
+                del table.stream_shard.items[length:]
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items

@@ -1,15 +1,21 @@
 """One attempt of a job, as the workflow runs it (functions/worker).
 
-Two states call the worker:
+Two states call the worker, and the provider's webhook a third time:
 - Generate (callback pattern, `.waitForTaskToken`): starts the work and ends the state by calling
   back with the task token. When the job can finish here (mock generation, a fast model in sync
   mode, or polling when there is no public webhook URL) the worker completes it and calls back at
   once. With a webhook URL, it creates the prediction and returns: the workflow then waits, with
-  no Lambda running and no state transitions, until the provider's signed webhook calls back.
-- Collect: makes sure the attempt is finished: copies a succeeded prediction's outputs and
-  completes the job, or, if the provider is still working (a lost webhook, a long model), raises
-  PredictionRunning so the workflow polls again after POLL_INTERVAL_SECONDS. A no-op when
-  Generate already completed the job.
+  no Lambda running and no state transitions, until the provider's signed webhook says the
+  prediction ended.
+- finish (no state of its own: the webhook invokes the worker asynchronously with the attempt's
+  task token): copies the outputs, completes the job and calls back, so the execution ends with
+  Generate, one state transition. A failure is handed to the workflow as the Generate state's
+  error (retried or recorded as any); if the invoke is lost, the heartbeat lapses and Collect
+  takes over.
+- Collect (after a heartbeat lapse or the deadline only): makes sure the attempt is finished:
+  copies a succeeded prediction's outputs and completes the job, or, if the provider is still
+  working (a lost webhook, a long model), raises PredictionRunning so the workflow polls again
+  after POLL_INTERVAL_SECONDS.
 
 Both go one way whatever generates: through the generation port (shared/generation), whose
 implementation, mock or Replicate, is chosen once from the settings.
@@ -20,6 +26,7 @@ stops the worker (JobNotRunning / InvalidTransition) without touching it.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -29,15 +36,22 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from shared import notify, output_files
-from shared.errors import DeadlineExceeded, InvalidTransition, PermanentError, PredictionRunning, TransientError
+from shared.errors import (
+    DeadlineExceeded,
+    GenerationError,
+    InvalidTransition,
+    PermanentError,
+    PredictionRunning,
+    TransientError,
+)
 from shared.generation import GeneratedImage, Run, cancel_quietly, generation
-from shared.generation.predictions import PredictionState, job_progress
+from shared.generation.predictions import MalformedPrediction, PredictionState, job_progress
 from shared.job_store import JobNotRunning, store
-from shared.jobs import model_key
 from shared.models import Job, JobError, JobStatus, OutputFile, WebhookEvent, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
-from shared.workflow import send_task_heartbeat, send_task_success
+from shared.usage import Usage, meter
+from shared.workflow import send_task_failure, send_task_heartbeat, send_task_success
 
 # Time the worker keeps for itself at the end of its Lambda's life: uploads and the final write.
 WORKER_SAFETY_SECONDS = 5.0
@@ -49,12 +63,19 @@ PROGRESS_MIN_INTERVAL = 0.5
 class AttemptTask(BaseModel):
     """The worker's input, as the workflow builds it."""
 
-    action: Literal["generate", "collect"] = "generate"
+    action: Literal["generate", "collect", "finish"] = "generate"
     job_id: str
     attempt: int
     execution_started_at: datetime
     job_timeout_seconds: int
     task_token: str | None = None
+    # finish: the ended prediction, as the provider's signed webhook delivered it.
+    prediction: dict[str, Any] | None = None
+    # What the job's bill owes to invocations that did not write it (shared/usage.py): the
+    # dispatcher's (generate: the workflow's input), the webhook's (finish).
+    carried: Usage | None = None
+    # collect: the Collect state's retries so far (each was a state transition).
+    retries: int = 0
 
     @property
     def deadline(self) -> datetime:
@@ -73,6 +94,7 @@ class Attempt:
 
     # ---- the two states ----------------------------------------------------------------------
     def generate(self) -> dict[str, Any]:
+        meter().add(transitions=1)  # this try of Generate: the state's entry or a retry
         job = store().get(self.task.job_id)
         if not self._current(job):
             return self._call_back({"status": job.status.value})
@@ -92,6 +114,39 @@ class Attempt:
         except (JobNotRunning, InvalidTransition):
             return self._call_back(self._stopped())
 
+    def finish(self) -> dict[str, Any]:
+        """The prediction ended (the provider's webhook said so): copy, complete, call back."""
+        if self.task.carried:
+            meter().carry(self.task.carried)
+        job = store().get(self.task.job_id)
+        if not self._current(job):
+            return self._call_back({"status": job.status.value})
+        try:
+            try:
+                reporter = ProgressReporter(job, self.task.task_token)
+                prediction = self._delivered() or self._prediction(job, reporter, inline=False)
+                if not prediction.done:  # not what the webhook said: the heartbeat lapses, Collect polls
+                    return {"status": "running", "prediction_id": prediction.id}
+                result = self._finish(job, prediction, reporter)
+            except (JobNotRunning, InvalidTransition):
+                result = self._stopped()
+        except Exception as exc:
+            # The Generate state's error, as if its Lambda had raised it: its Retry and Catch
+            # decide (a retry runs Generate again, which finds the prediction done and copies).
+            # Only if that cannot be said does this invoke fail, and Lambda try it again.
+            if self.task.task_token and send_task_failure(self.task.task_token, *_task_error(exc)):
+                logger.info("Finishing failed; handed to the workflow", extra={"error": type(exc).__name__})
+                return {"status": "failed", "error": type(exc).__name__}
+            raise
+        return self._call_back(result)
+
+    def _delivered(self) -> PredictionState | None:
+        """The prediction the webhook handed over (already checked to be this attempt's)."""
+        try:
+            return PredictionState.from_json(self.task.prediction) if self.task.prediction else None
+        except MalformedPrediction:
+            return None
+
     def collect(self) -> dict[str, Any]:
         job = store().get(self.task.job_id)
         if not self._current(job):
@@ -107,6 +162,7 @@ class Attempt:
                     self._check_deadline()
                 reporter(job_progress(prediction.progress))
                 raise PredictionRunning(f"Prediction {prediction.id} is {prediction.status}")
+            meter().add(transitions=self.task.retries + 1)  # Collect's entry and its polls
             return self._finish(job, prediction, reporter)
         except (JobNotRunning, InvalidTransition):
             return self._stopped()
@@ -138,18 +194,21 @@ class Attempt:
                 j.task_token, j.webhook_nonce = token, nonce
                 if marks_create:
                     j.prediction_requested_at = j.started_at
+                j.queue_seq = None  # its place in the queue: of no use once it left it
 
+            if self.task.carried:  # the dispatcher's share, carried by the workflow's input
+                meter().carry(self.task.carried)
             started_job = store().transition(job.job_id, JobStatus.PROCESSING, attempt=job.attempt, change=started)
             self.create_marked = marks_create
             return started_job
-        store().update_running(job.job_id, job.attempt, {"task_token": token, "webhook_nonce": nonce})
+        store().update_running(job, {"task_token": token, "webhook_nonce": nonce})
         return job.model_copy(update={"task_token": token, "webhook_nonce": nonce})
 
     def _prediction(self, job: Job, reporter: ProgressReporter, *, inline: bool) -> PredictionState:
         """The attempt's prediction, started or found (see Generation.start)."""
 
         def record(fields: dict[str, Any]) -> None:
-            store().update_running(job.job_id, job.attempt, fields)
+            store().update_running(job, fields)
 
         run = Run(
             until=min(self.deadline, self.lambda_deadline),
@@ -212,6 +271,7 @@ class Attempt:
         provider's files began, so the copy time covers downloads and uploads."""
         copy_started = copy_started or time.monotonic()
         outputs = []
+        meter().add(s3_puts=len(images))
         for index, image in enumerate(images):
             key = output_files.output_key(job.job_id, job.attempt, index, image.content_type)
             output_files.put_output(key, image.data, image.content_type, image.metadata | metadata)
@@ -228,6 +288,7 @@ class Attempt:
 
         def completed(j: Job) -> None:
             j.outputs, j.progress = outputs, 100
+            j.provider_input = None  # a completed job never runs again: its bytes would be paid for nothing
             j.predict_seconds = predict_seconds
             j.output_copy_seconds = round(time.monotonic() - copy_started, 3)
 
@@ -236,7 +297,6 @@ class Attempt:
         if job.started_at and job.finished_at:
             duration = (job.finished_at - job.started_at).total_seconds()
             metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=duration)
-            _record_duration(job, duration)
         return {"status": job.status.value, "outputs": [o.key for o in outputs]}
 
     def _stopped(self) -> dict[str, Any]:
@@ -279,22 +339,22 @@ class ProgressReporter:
         value = max(0, min(99, value))
         if value <= self.last_value or now - self.last_time < PROGRESS_MIN_INTERVAL:
             return
-        store().set_progress(self.job_id, self.attempt, value)  # raises JobNotRunning when cancelled
+        store().set_progress(self.job, value)  # raises JobNotRunning when cancelled
         self.last_value, self.last_time = value, now
         notify.job_changed(self.job, WebhookEvent.PROGRESS, seq=value)
+
+
+def _task_error(exc: Exception) -> tuple[str, str]:
+    """(error, cause) of a task that raised `exc`, shaped as Lambda reports a function error, so
+    the workflow and the finalizer read it alike (only our own errors' messages are ever shown)."""
+    name = type(exc).__name__
+    message = str(exc) if isinstance(exc, GenerationError) else "unexpected error"
+    return name, json.dumps({"errorType": name, "errorMessage": message})
 
 
 def _first_line(text: str | None, limit: int = 300) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0][:limit] if lines else "no details"
-
-
-def _record_duration(job: Job, seconds: float) -> None:
-    """Feed the model's moving average (queued jobs' ETAs); an estimate must never fail a job."""
-    try:
-        store().record_duration(model_key(job), seconds)
-    except Exception:
-        logger.warning("Could not record the job's duration")
 
 
 def cancel_prediction(job: Job) -> None:

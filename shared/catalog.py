@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import gcd
-from typing import Any
+from typing import Any, Literal
 
 from shared.errors import InvalidParameter
 from shared.models import Adjustment, GenerateRequest
@@ -24,10 +24,33 @@ FLUX_ASPECT_RATIOS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", 
 
 
 @dataclass(frozen=True)
+class ProviderPrice:
+    """What Replicate charges for the model: per second of predict time (models billed by their
+    hardware's time) or per output (official models billed by output), as listed on `source`."""
+
+    usd: float
+    per: Literal["second", "output"]
+    as_of: str
+    source: str
+
+    def charge(self, predict_seconds: float | None, outputs: int) -> float | None:
+        """The charge of one prediction; None when its predict time is unknown."""
+        if self.per == "output":
+            return self.usd * outputs
+        return None if predict_seconds is None else self.usd * predict_seconds
+
+    def basis(self, predict_seconds: float | None, outputs: int) -> str:
+        if self.per == "output":
+            return f"{outputs} output(s) x ${self.usd} per output"
+        return f"{predict_seconds} s of predict time x ${self.usd} per second"
+
+
+@dataclass(frozen=True)
 class Model:
     name: str
     version: str | None  # None: an official model, run through its own predictions route
     supported: frozenset[str]  # the generic parameters it accepts
+    price: ProviderPrice
 
     def input_for(self, request: GenerateRequest) -> dict[str, Any]:
         """The provider input for a request, or InvalidParameter naming the first bad field."""
@@ -117,12 +140,22 @@ class StableDiffusionXL(Model):
         return {name: getattr(params, name) for name in names if name in explicit}
 
 
+# Replicate's list prices, recorded on PRICES_AS_OF from the pages named (not re-read from this
+# offline machine): flux-schnell, an official model, is billed per output image; sdxl by the
+# second on the hardware it runs on (Nvidia L40S).
+PRICES_AS_OF = "2026-12-07"
 MODELS: dict[str, Model] = {
-    FLUX_SCHNELL: FluxSchnell(FLUX_SCHNELL, None, frozenset({"width", "height", "num_inference_steps"})),
+    FLUX_SCHNELL: FluxSchnell(
+        FLUX_SCHNELL,
+        None,
+        frozenset({"width", "height", "num_inference_steps"}),
+        ProviderPrice(0.003, "output", PRICES_AS_OF, "https://replicate.com/black-forest-labs/flux-schnell"),
+    ),
     SDXL: StableDiffusionXL(
         SDXL,
         SDXL_VERSION,
         frozenset({"width", "height", "num_inference_steps", "guidance_scale", "negative_prompt"}),
+        ProviderPrice(0.000975, "second", PRICES_AS_OF, "https://replicate.com/pricing (Nvidia L40S GPU)"),
     ),
 }
 

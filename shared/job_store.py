@@ -5,13 +5,14 @@ Layout (one table; infra/spec.py builds the table and its indexes from the names
 - `by-status` index (status, created_at) lists a status newest first; `by-created` index
   (entity, created_at) lists every job. Both are KEYS_ONLY so progress updates never write to
   them; a page is one Query plus one BatchGetItem, whatever the table's size;
-- `COUNTER_SHARDS` counter items (`pk` = "stats#N") hold the number of jobs in each status,
-  changed in the same transaction as the job, so stats read a fixed number of items;
+- `COUNTER_SHARDS` counter items (`pk` = "stats#N") hold the number of jobs in each status, so
+  stats read a fixed number of items; they are kept from the table's stream (shared/counters.py),
+  seconds behind the jobs, not by the jobs' own writes;
 - `by-owner` (owner, created_at) and `by-owner-status` (owner_status = "<owner>#<status>",
   created_at) list one caller's jobs, also one Query per page; a counter item per owner
-  (`pk` = "owner#<owner>") holds that owner's jobs per status and its `active` (pending or
-  processing) count, changed in the job's transaction, which is also where a key's quota is
-  enforced: its active count, and a per-minute submit counter (`pk` = "rate#<owner>#<minute>");
+  (`pk` = "owner#<owner>") holds that owner's jobs per status (from the stream too) and its
+  `active` (pending or processing) count, which the job's own transactions keep exactly: that is
+  where a key's quota is enforced, with a per-minute submit counter (`pk` = "rate#<owner>#<minute>");
 - the queue item (`pk` = "queue") holds the last submit sequence number handed out and the
   highest one dispatched, so a pending job's queue position is one read however long the queue;
 - a timing item per model (`pk` = "timing#<model>") holds a moving average of how long its jobs
@@ -19,7 +20,8 @@ Layout (one table; infra/spec.py builds the table and its indexes from the names
 
 Every status change is a conditional write on the version read just before it (optimistic
 locking): a concurrent write makes it re-read and re-check the transition, so no update is lost
-and a job never steps backwards.
+and a job never steps backwards. Only a change of the owner's active count (create, a retry, the
+end of an active job) makes it a transaction with the owner's counter item.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from shared.errors import (
 )
 from shared.models import TRANSITIONS, Attempt, Job, JobStatus, to_iso, utcnow
 from shared.settings import get_settings
+from shared.usage import Usage, item_size, meter, write_units
 
 # Table layout: the contract with infra/spec.py.
 PK = "pk"
@@ -64,6 +67,10 @@ ACTIVE = {JobStatus.PENDING, JobStatus.PROCESSING}
 JOB_ENTITY = "job"
 COUNTER_SHARDS = 8
 COUNTER_PREFIX = "stats#"
+# A job's usage (shared/usage.py) is stored as top-level numbers, so any write can ADD to them.
+USAGE_PREFIX = "usage_"
+# The keys of the four indexes (all KEYS_ONLY): a write that adds, moves or drops an entry pays for it.
+INDEX_KEYS = ((STATUS, CREATED_AT), (ENTITY, CREATED_AT), (OWNER, CREATED_AT), (OWNER_STATUS, CREATED_AT))
 QUEUE_KEY = "queue"
 TIMING_PREFIX = "timing#"
 # Weight of the newest duration in a model's moving average: recent jobs count most.
@@ -125,14 +132,20 @@ class JobStore:
     def _unmarshal(self, item: dict[str, Any]) -> dict[str, Any]:
         return _from_dynamo({k: self._deser.deserialize(v) for k, v in item.items()})
 
+    def plain(self, item: dict[str, Any]) -> dict[str, Any]:
+        """An item in DynamoDB JSON (a stream record's image, say) as plain Python values."""
+        return self._unmarshal(item)
+
     def _job_item(self, job: Job) -> dict[str, Any]:
-        item = job.model_dump(mode="python")
+        # The id is the key (pk): not stored twice, as each write pays for the item's bytes.
+        item = job.model_dump(mode="python", exclude={"job_id", "usage"})
         # Only what the client sent: a reloaded request still knows which parameters were chosen
         # (and so which a model must honour) and which are defaults.
         item["request"] = job.request.model_dump(mode="python", exclude_unset=True)
         item[PK] = job.job_id
         item[ENTITY] = JOB_ENTITY
         item[OWNER_STATUS] = f"{job.owner}#{job.status.value}"
+        item |= {USAGE_PREFIX + name: value for name, value in job.usage.rounded() if value}
         return self._marshal(item)
 
     def _job(self, item: dict[str, Any]) -> Job:
@@ -200,18 +213,19 @@ class JobStore:
                 time.sleep(delay)
         raise StoreBusy("The jobs table is busy; try again")
 
-    def stats(self, owner: str | None = None) -> dict[str, int]:
-        """Jobs per status (plus `submitted` and `duration_ms`), summed over the counter shards,
-        or read from `owner`'s counter item."""
-        totals = dict.fromkeys([s.value for s in JobStatus] + ["submitted", "duration_ms"], 0)
+    def stats(self, owner: str | None = None) -> dict[str, float]:
+        """The counters (shared/counters.py: jobs per status, `submitted`, `duration_ms`, usage,
+        cost and metrics sums), summed over the counter shards, or read from `owner`'s item."""
+        totals: dict[str, float] = dict.fromkeys([s.value for s in JobStatus] + ["submitted", "duration_ms"], 0)
         keys = (
             [OWNER_COUNTER_PREFIX + owner]
             if owner is not None
             else [f"{COUNTER_PREFIX}{n}" for n in range(COUNTER_SHARDS)]
         )
         for item in self._batch_get_items(keys):
-            for name in totals:
-                totals[name] += int(item.get(name, 0))
+            for name, value in item.items():
+                if name not in (PK, "active") and isinstance(value, int | float):
+                    totals[name] = totals.get(name, 0) + value
         return totals
 
     def queue_state(self, model_key: str) -> tuple[int, float | None]:
@@ -225,6 +239,7 @@ class JobStore:
     # ---- writes ------------------------------------------------------------------------------
     def next_queue_seq(self) -> int:
         """The next submit sequence number (1, 2, ...): a job's place in dispatch order."""
+        meter().add(write_units=1)
         response = client("dynamodb").update_item(
             TableName=self.table,
             Key={PK: {"S": QUEUE_KEY}},
@@ -249,17 +264,18 @@ class JobStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    def record_duration(self, model_key: str, seconds: float) -> None:
-        """Fold one job's duration into its model's moving average (an estimate: a write that
-        loses a race is dropped rather than retried)."""
+    def record_durations(self, model_key: str, durations: list[float]) -> None:
+        """Fold jobs' durations, in order, into their model's moving average: one read and one
+        write (an estimate: a write that loses a race is dropped rather than retried)."""
         key = {PK: {"S": TIMING_PREFIX + model_key}}
         item = client("dynamodb").get_item(TableName=self.table, Key=key).get("Item")
+        mean = float(item["mean_seconds"]["N"]) if item else durations[0]
+        for seconds in durations if item else durations[1:]:
+            mean += TIMING_WEIGHT * (seconds - mean)
         if item:
-            old = float(item["mean_seconds"]["N"])
-            mean = old + TIMING_WEIGHT * (seconds - old)
             condition, values = "mean_seconds = :old", {":old": item["mean_seconds"]}
         else:
-            mean, condition, values = seconds, "attribute_not_exists(mean_seconds)", {}
+            condition, values = "attribute_not_exists(mean_seconds)", {}
         try:
             client("dynamodb").update_item(
                 TableName=self.table,
@@ -276,6 +292,14 @@ class JobStore:
         """Store a new job. With limits (an API key's quota), the owner's active-job count and this
         minute's submit count are checked and raised in the same transaction: nothing is stored
         over either (ActiveJobsLimit, SubmitRateLimited), however many submits race."""
+        # This transaction's own units go on the job with what the request metered so far: the job
+        # and the owner's counter (and this minute's submit count) at 2 units each, and the job's
+        # index entries. A refused create stores nothing, and its usage is no job's.
+        job.usage = job.usage + meter().take()
+        item = self._job_item(job)
+        counters = 1 if max_per_minute is None else 2
+        units = write_units(item_size(item), transactional=True) + 2 * counters + _index_writes(None, item)
+        job.usage = job.usage + Usage(write_units=units)
         put = {
             "TableName": self.table,
             "Item": self._job_item(job),
@@ -303,12 +327,12 @@ class JobStore:
                 }
             )
         try:
-            self._transact(put, self._count(None, job), self._count_owner(None, job, max_active), *extra)
+            self._transact(put, self._quota(None, job, max_active), *extra)
         except Exception as exc:
             failed = _failed_items(exc)
-            if 2 in failed and max_active is not None:
+            if 1 in failed and max_active is not None:
                 raise ActiveJobsLimit(max_active) from None
-            if 3 in failed and max_per_minute is not None:
+            if 2 in failed and max_per_minute is not None:
                 raise SubmitRateLimited(max_per_minute, max(1, 60 - int(time.time()) % 60)) from None
             raise
         return job
@@ -329,8 +353,26 @@ class JobStore:
         InvalidTransition when the job is in a status that cannot become `to`, JobNotFound when
         `owner` is given and is not the job's. The owner's active count moves in the same
         transaction (a job that ends releases its quota, however it ends); with `max_active`, a
-        job becoming active again (a retry) is refused over it (ActiveJobsLimit).
+        job becoming active again (a retry) is refused over it (ActiveJobsLimit). A change that
+        keeps the job active or ended (pending -> processing) is one conditional write.
         """
+        taken = meter().take()
+        try:
+            return self._transition(job_id, to, taken, attempt, change, owner, max_active)
+        except BaseException:
+            meter().give_back(taken)  # no write carried it: the next one will
+            raise
+
+    def _transition(
+        self,
+        job_id: str,
+        to: JobStatus,
+        taken: Usage,
+        attempt: int | None,
+        change: Callable[[Job], None] | None,
+        owner: str | None,
+        max_active: int | None,
+    ) -> Job:
         for delay in _backoff():
             current = self.get(job_id, owner)
             if attempt is not None and current.attempt != attempt:
@@ -342,36 +384,48 @@ class JobStore:
                 change(new)
             if to.terminal:
                 _close_attempt(new)
+            quota = self._quota(current, new, max_active)
+            new.usage = current.usage + taken
+            old_item, new_item = self._job_item(current), self._job_item(new)
+            units = write_units(max(item_size(old_item), item_size(new_item)), transactional=bool(quota))
+            units += (2 if quota else 0) + _index_writes(old_item, new_item)
+            new.usage = new.usage + Usage(write_units=units)
             try:
-                self._transact(
-                    self._replace(current, new), self._count(current, new), self._count_owner(current, new, max_active)
-                )
+                if quota:
+                    self._transact(self._replace(current, new), quota)
+                else:
+                    client("dynamodb").put_item(**self._replace(current, new))
                 notify.job_changed(new)  # client webhooks: only once the write succeeded
                 return new
             except Exception as exc:
-                if max_active is not None and 2 in _failed_items(exc):
+                if max_active is not None and 1 in _failed_items(exc):
                     raise ActiveJobsLimit(max_active) from None
                 if not _lost_race(exc):
                     raise
             time.sleep(delay)  # someone else wrote first: re-read and re-check the transition
         raise StoreBusy(f"Job {job_id} is changing too often; try again")
 
-    def set_progress(self, job_id: str, attempt: int, progress: int) -> None:
+    def set_progress(self, job: Job, progress: int) -> None:
         """Raise a running attempt's progress (never lowers it). JobNotRunning if it stopped."""
-        self.update_running(job_id, attempt, {"progress": progress}, only_if_higher="progress")
+        self.update_running(job, {"progress": progress}, only_if_higher="progress")
 
-    def update_running(
-        self, job_id: str, attempt: int, fields: dict[str, Any], only_if_higher: str | None = None
-    ) -> None:
-        """Set fields of a job while `attempt` is running (no status change, no counter).
+    def update_running(self, job: Job, fields: dict[str, Any], only_if_higher: str | None = None) -> None:
+        """Set fields of `job` while its attempt is running (no status change, no counter).
 
         Raises JobNotRunning if the job is no longer processing that attempt (cancelled, failed,
         retried), which is how the worker learns to stop. With `only_if_higher`, a value that is
-        not above the stored one is silently ignored (duplicate or late progress reports).
+        not above the stored one is silently ignored (duplicate or late progress reports). Adds
+        what the invocation metered, and this write's units (by `job`'s size), to its usage.
         """
+        job_id, attempt = job.job_id, job.attempt
+        taken = meter().take()
+        taken = taken + Usage(write_units=write_units(item_size(self._job_item(job))))
+        added = {USAGE_PREFIX + name: value for name, value in taken.rounded() if value}
         values = self._marshal({f":f{i}": v for i, v in enumerate(fields.values())})
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values |= self._marshal({f":u{i}": v for i, v in enumerate(added.values())})
+        names = {f"#f{i}": name for i, name in enumerate(fields)} | {f"#u{i}": n for i, n in enumerate(added)}
         assignments = ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+        additions = "".join(f", #u{i} :u{i}" for i in range(len(added)))
         condition = "#s = :processing AND attempt = :a"
         if only_if_higher:
             index = list(fields).index(only_if_higher)
@@ -380,7 +434,7 @@ class JobStore:
             client("dynamodb").update_item(
                 TableName=self.table,
                 Key={PK: {"S": job_id}},
-                UpdateExpression=f"SET {assignments}, updated_at = :now ADD version :one",
+                UpdateExpression=f"SET {assignments}, updated_at = :now ADD version :one{additions}",
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names | {"#s": STATUS},
                 ExpressionAttributeValues=values
@@ -392,6 +446,7 @@ class JobStore:
                 },
             )
         except Exception as exc:
+            meter().give_back(taken)
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             if only_if_higher and self._still_running(job_id, attempt):
@@ -411,57 +466,38 @@ class JobStore:
             "ExpressionAttributeValues": {":v": {"N": str(current.version)}},
         }
 
-    def _count(self, current: Job | None, new: Job) -> dict[str, Any]:
-        """The counter update that goes with a status change, on a random shard."""
-        adds = {new.status.value: 1}
-        if current is None:
-            adds["submitted"] = 1
-        else:
-            adds[current.status.value] = -1
-        if new.status == JobStatus.COMPLETED and new.started_at and new.finished_at:
-            adds["duration_ms"] = int((new.finished_at - new.started_at).total_seconds() * 1000)
-        names = {f"#c{i}": name for i, name in enumerate(adds)}
-        values = {f":c{i}": {"N": str(v)} for i, v in enumerate(adds.values())}
-        return {
-            "TableName": self.table,
-            "Key": {PK: {"S": f"{COUNTER_PREFIX}{random.randrange(COUNTER_SHARDS)}"}},
-            "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-
-    def _count_owner(self, current: Job | None, new: Job, max_active: int | None) -> dict[str, Any]:
-        """The owner's counter item: its jobs per status and `active` (pending or processing)."""
-        adds = {new.status.value: 1}
-        if current is None:
-            adds["submitted"] = 1
-        else:
-            adds[current.status.value] = adds.get(current.status.value, 0) - 1
+    def _quota(self, current: Job | None, new: Job, max_active: int | None) -> dict[str, Any] | None:
+        """The update of the owner's `active` count (its jobs pending or processing) that goes with a
+        change, if it changes it: +1 (checked against `max_active`, if given) or -1."""
         was_active = current is not None and current.status in ACTIVE
-        becomes_active = new.status in ACTIVE and not was_active
-        if becomes_active:
-            adds["active"] = 1
-        elif was_active and new.status not in ACTIVE:
-            adds["active"] = -1
-        if new.status == JobStatus.COMPLETED and new.started_at and new.finished_at:
-            adds["duration_ms"] = int((new.finished_at - new.started_at).total_seconds() * 1000)
-        names = {f"#c{i}": name for i, name in enumerate(adds)}
-        values = {f":c{i}": {"N": str(v)} for i, v in enumerate(adds.values())}
+        becomes_active = new.status in ACTIVE
+        if was_active == becomes_active:
+            return None
         update: dict[str, Any] = {
             "TableName": self.table,
             "Key": {PK: {"S": OWNER_COUNTER_PREFIX + new.owner}},
-            "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
+            "UpdateExpression": "ADD active :one",
+            "ExpressionAttributeValues": {":one": {"N": "1" if becomes_active else "-1"}},
         }
         if becomes_active and max_active is not None:
             update["ConditionExpression"] = "attribute_not_exists(active) OR active < :max_active"
-            update["ExpressionAttributeValues"] = values | {":max_active": {"N": str(max_active)}}
+            update["ExpressionAttributeValues"][":max_active"] = {"N": str(max_active)}
         return update
 
     def _transact(self, put: dict[str, Any], *updates: dict[str, Any]) -> None:
         items = [{"Put": put}] + [u if "Update" in u else {"Update": u} for u in updates]
         client("dynamodb").transact_write_items(TransactItems=items)
+
+
+def _index_writes(old: dict[str, Any] | None, new: dict[str, Any]) -> int:
+    """Index entries a write adds, moves (2) or drops (KEYS_ONLY: nothing else is written)."""
+    writes = 0
+    for partition, sort in INDEX_KEYS:
+        before = (old[partition], old[sort]) if old and partition in old and sort in old else None
+        after = (new[partition], new[sort]) if partition in new and sort in new else None
+        if before != after:
+            writes += (before is not None) + (after is not None)
+    return writes
 
 
 def _next_version(current: Job, to: JobStatus) -> Job:
@@ -470,9 +506,10 @@ def _next_version(current: Job, to: JobStatus) -> Job:
     new.status, new.updated_at, new.version = to, now, current.version + 1
     if to.terminal:
         new.finished_at = now
-        # The attempt's callback token is of no use once it ended, and every later write (and the
-        # completion, the largest item) would pay for its bytes: up to 1 KB of the item's size.
-        new.task_token = None
+        # The running attempt's bookkeeping (callback token, webhook nonce, the create's mark) is of
+        # no use once it ended, and every later write (and the completion, the largest item) would
+        # pay for its bytes: the token alone is up to 1 KB.
+        new.task_token = new.webhook_nonce = new.prediction_requested_at = None
         new.expires_at = int(now.timestamp()) + get_settings().job_retention_days * 86_400
     return new
 
@@ -490,9 +527,16 @@ def _close_attempt(job: Job) -> None:
     )
 
 
+def job_of(item: dict[str, Any]) -> Job:
+    """A job from its item, in plain values (a stream record's image, say: JobStore.plain)."""
+    return _job_of(dict(item))
+
+
 def _job_of(item: dict[str, Any]) -> Job:
     item.pop(OWNER_STATUS, None)  # an index key, derived from owner and status
-    return Job.model_validate(item)
+    item.setdefault("job_id", item[PK])
+    usage = {name[len(USAGE_PREFIX) :]: item.pop(name) for name in list(item) if name.startswith(USAGE_PREFIX)}
+    return Job.model_validate(item | {"usage": usage})
 
 
 def _failed_items(exc: Exception) -> set[int]:
@@ -504,7 +548,9 @@ def _failed_items(exc: Exception) -> set[int]:
 
 
 def _lost_race(exc: Exception) -> bool:
-    """A conditional transaction refused because the item changed since it was read."""
+    """A conditional write (or transaction) refused because the item changed since it was read."""
+    if error_code(exc) == "ConditionalCheckFailedException":
+        return True
     if error_code(exc) != "TransactionCanceledException":
         return False
     reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]

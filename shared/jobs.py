@@ -31,6 +31,7 @@ from shared.job_store import store
 from shared.models import Adjustment, GenerateRequest, Job, JobError, JobStatus, utcnow
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import get_settings
+from shared.usage import meter
 
 ANONYMOUS = Caller(owner="anonymous")
 
@@ -56,6 +57,7 @@ def submit(request: GenerateRequest, caller: Caller = ANONYMOUS) -> Job:
         queued_at=now,
         queue_seq=store().next_queue_seq(),
     )
+    meter().add(sqs_requests=1)  # its queue message, sent once the job is stored
     store().create(job, max_active=caller.max_active_jobs, max_per_minute=caller.max_submits_per_minute)
     logger.append_keys(job_id=job.job_id)
     _enqueue_or_fail(job)
@@ -131,6 +133,7 @@ def retry(job_id: str, caller: Caller | None = None) -> Job:
         job.dispatched_at = job.predict_seconds = job.output_copy_seconds = None
         job.queue_seq, job.queued_at = seq[0], utcnow()
 
+    meter().add(sqs_requests=1)  # its queue message, sent once the retry is stored
     try:
         job = store().transition(
             job_id,
@@ -174,7 +177,10 @@ def dispatch(message: queue.JobMessage, pacer: workflow.Pacer | None = None) -> 
     else:
         if pacer:
             pacer.wait_turn()
-        outcome = "started" if workflow.start(job.job_id, job.attempt) else "duplicate"
+        # The message's receive and delete, the mark below: the job's, carried by the workflow's
+        # input to its first write (the dispatcher writes no job).
+        meter().add(sqs_requests=2, write_units=1)
+        outcome = "started" if workflow.start(job.job_id, job.attempt, meter().take()) else "duplicate"
     if message.seq:  # whatever the outcome, this message has left the queue
         store().mark_dispatched(message.seq)
     return outcome
@@ -257,12 +263,14 @@ class Failure(BaseModel):
     attempt: int
     code: str
     message: str
+    # State transitions this failure takes in the workflow (RecordFailure, JobFailed), for the bill.
+    transitions: int = 0
 
     @classmethod
     def from_catch(cls, event: dict) -> Failure:
         """The workflow's RecordFailure input: {"job_id", "attempt", "error", "cause"}."""
         code, message = describe_failure(event.get("error"), event.get("cause"))
-        return cls(job_id=event["job_id"], attempt=event["attempt"], code=code, message=message)
+        return cls(job_id=event["job_id"], attempt=event["attempt"], code=code, message=message, transitions=2)
 
     @classmethod
     def from_execution_event(cls, event: dict) -> Failure:
@@ -282,6 +290,7 @@ def finalize(failure: Failure) -> dict[str, Any]:
     prediction, so nothing keeps running, billed, after its job ended. A repeat is harmless."""
     from shared.attempt import cancel_prediction  # the provider client: only on this path
 
+    meter().add(transitions=failure.transitions)
     job = record_failure(failure.job_id, failure.attempt, failure.code, failure.message)
     current = store().get(failure.job_id)
     if current.attempt == failure.attempt:

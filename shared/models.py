@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.usage import Usage
+
 MAX_PROMPT_LENGTH = 2000
 
 
@@ -196,6 +198,8 @@ class Job(BaseModel):
     dispatched_at: datetime | None = None
     predict_seconds: float | None = None
     output_copy_seconds: float | None = None
+    # What it cost us on AWS so far, all attempts (shared/usage.py).
+    usage: Usage = Field(default_factory=Usage)
     # Bookkeeping, never shown to clients: optimistic-locking version, TTL (epoch seconds), the
     # workflow's callback token and the secret part of the attempt's webhook URL.
     version: int = 0

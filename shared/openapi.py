@@ -16,7 +16,7 @@ from shared.http_api import Route
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{model}"
 ERROR_DESCRIPTIONS = {
-    401: "API key missing, malformed, unknown or revoked (the webhook: signature missing, invalid or stale)",
+    401: "API key missing, malformed, unknown or revoked (the provider webhook: signature missing, invalid or stale)",
     429: "Over the key's quota: ACTIVE_JOBS_LIMIT or RATE_LIMITED; wait `Retry-After` seconds",
     404: "No such job",
     409: "Not possible in the job's current status, or the same Idempotency-Key is still in progress",
@@ -27,7 +27,8 @@ ERROR_DESCRIPTIONS = {
     503: "Not queued: the job was marked failed, submit it again later",
 }
 # Client apps send an API key (the authorizer checks it); operators sign with SigV4 (IAM) on
-# /admin/v1/<route>. Either one: every route but the provider webhook needs one when deployed.
+# /admin/v1/<route>. Either one: every route needs one when deployed (the provider's webhook is
+# not a route of this API: functions/webhook, on its own URL).
 SECURITY_SCHEMES = {
     "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from `make api-key NAME=...` (mg_...)"},
     "sigv4": {

@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 from shared import deliveries, output_files
 from shared.idempotency import KEY_MAX_LENGTH
 from shared.models import Adjustment, Attempt, GenerateRequest, Job, JobError, JobStatus
+from shared.usage import Usage
+from shared.usage import prices as usage_prices
 
 API_PREFIX = "/api/v1"
 # Where the provider posts its webhooks: the api's route, the URL the worker hands the provider,
@@ -159,6 +161,65 @@ class JobMetrics(BaseModel):
         )
 
 
+USD_DIGITS = 9  # nano-dollars: a job's AWS cost is tens of micro-dollars
+
+
+class ProviderCost(BaseModel):
+    """What the provider charges for the current attempt's prediction, from the model's catalog price."""
+
+    usd: float | None = Field(
+        description="The charge; null until the attempt ended (or if its predict time is unknown)"
+    )
+    model: str
+    basis: str = Field(description="How it is computed, e.g. `1 output(s) x $0.003 per output`")
+    price_as_of: str = Field(description="Date of the model's price in the catalog")
+    source: str = Field(description="Where the price is published")
+
+
+class AwsCost(BaseModel):
+    """This service's own AWS cost for the job, every attempt: its counted operations at list prices."""
+
+    usd: float
+    parts: dict[str, float] = Field(
+        description="USD per service: step_functions, lambda, api_gateway, dynamodb, sqs, s3"
+    )
+    counted: Usage = Field(description="The operations counted (see the README: what is and is not counted)")
+    prices_as_of: str = Field(description="Date of the price table (us-east-1, arm64, list prices)")
+
+
+class JobCost(BaseModel):
+    currency: str = "USD"
+    provider: ProviderCost | None = Field(description="null: mock generation, nothing charged")
+    aws: AwsCost
+    total_usd: float | None = Field(description="provider + aws; null while the provider's charge is unknown")
+
+    @classmethod
+    def of(cls, job: Job) -> JobCost:
+        from shared.catalog import MODELS
+
+        parts = {name: round(usd, USD_DIGITS) for name, usd in job.usage.parts_usd().items()}
+        aws = AwsCost(
+            usd=round(sum(parts.values()), USD_DIGITS),
+            parts=parts,
+            counted=job.usage.rounded(),
+            prices_as_of=usage_prices()["as_of"],
+        )
+        provider = None
+        model = MODELS.get(job.model or "")
+        if model:
+            outputs, seconds = len(job.outputs), job.predict_seconds
+            charge = model.price.charge(seconds, outputs) if job.status.terminal else None
+            provider = ProviderCost(
+                usd=None if charge is None else round(charge, USD_DIGITS),
+                model=model.name,
+                basis=model.price.basis(seconds, outputs),
+                price_as_of=model.price.as_of,
+                source=model.price.source,
+            )
+        total = None if provider and provider.usd is None else aws.usd + (provider.usd if provider else 0)
+        return cls(provider=provider, aws=aws, total_usd=None if total is None else round(total, USD_DIGITS))
+
+
 class JobDetail(JobStatusView):
     request: GenerateRequest
     model: str | None = Field(description="The model that runs the job; null for mock generation")
@@ -172,6 +233,7 @@ class JobDetail(JobStatusView):
     attempts: list[Attempt]
     outputs: list[OutputView]
     metrics: JobMetrics
+    cost: JobCost
     webhook_deliveries: list[deliveries.Delivery] = Field(
         default_factory=list, description="Each event sent to the request's `webhook`: tries, last status, outcome"
     )
@@ -205,6 +267,7 @@ class JobDetail(JobStatusView):
             attempts=job.attempts,
             outputs=outputs,
             metrics=JobMetrics.of(job),
+            cost=JobCost.of(job),
             # One GetItem, only for jobs that asked for webhooks.
             webhook_deliveries=deliveries.of_job(job.job_id) if job.request.webhook else [],
             links=Links.of(job.job_id),
@@ -238,21 +301,73 @@ class JobPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
+METRIC_NAMES = ("queue_wait", "time_to_start", "predict", "output_copy", "total")
+
+
+class MetricsSummary(BaseModel):
+    """The `metrics` of the completed jobs, summed and averaged (a timing a job lacks is left out)."""
+
+    jobs: int = Field(description="Completed jobs")
+    total_seconds: dict[str, float] = Field(description="Per timing: queue_wait, time_to_start, predict, ...")
+    mean_seconds: dict[str, float | None]
+
+    @classmethod
+    def of(cls, counters: dict[str, float]) -> MetricsSummary:
+        total, mean = {}, {}
+        for name in METRIC_NAMES:
+            ms, count = counters.get(f"metric_{name}_ms", 0), counters.get(f"metric_{name}_count", 0)
+            total[name] = round(ms / 1000, 3)
+            mean[name] = round(ms / count / 1000, 3) if count else None
+        return cls(jobs=max(0, int(counters[JobStatus.COMPLETED.value])), total_seconds=total, mean_seconds=mean)
+
+
+class CostAmounts(BaseModel):
+    provider: float = Field(description="The provider's charges (completed jobs' predictions)")
+    aws: float = Field(description="This service's AWS cost, every attempt")
+    total: float
+    aws_parts: dict[str, float] = Field(description="USD per service: step_functions, lambda, api_gateway, ...")
+
+
+class CostSummary(BaseModel):
+    """The jobs' `cost`, summed and averaged per job, in USD."""
+
+    jobs: int = Field(description="Jobs counted (those in the table)")
+    total_usd: CostAmounts
+    mean_usd: CostAmounts | None = Field(description="Per job; null before any")
+
+    @classmethod
+    def of(cls, counters: dict[str, float]) -> CostSummary:
+        used = Usage(**{name: counters.get(f"usage_{name}", 0) for name in Usage.model_fields})
+
+        def amounts(divisor: int) -> CostAmounts:
+            parts = {name: round(usd / divisor, USD_DIGITS) for name, usd in used.parts_usd().items()}
+            provider = round(counters.get("provider_nusd", 0) / 1e9 / divisor, USD_DIGITS)
+            aws = round(sum(parts.values()), USD_DIGITS)
+            return CostAmounts(provider=provider, aws=aws, total=round(provider + aws, USD_DIGITS), aws_parts=parts)
+
+        jobs = max(0, int(counters["submitted"]))
+        return cls(jobs=jobs, total_usd=amounts(1), mean_usd=amounts(jobs) if jobs else None)
+
+
 class Stats(BaseModel):
-    total_jobs: int = Field(description="Jobs ever submitted")
+    total_jobs: int = Field(description="Jobs in the table (a finished job expires JOB_RETENTION_DAYS after it ended)")
     by_status: dict[JobStatus, int]
     success_rate: float | None = Field(description="completed / (completed + failed), null before any finished")
     average_duration_seconds: float | None = Field(description="Mean processing time of completed jobs")
+    metrics: MetricsSummary
+    cost: CostSummary
 
     @classmethod
-    def of(cls, counters: dict[str, int]) -> Stats:
-        by_status = {status: max(0, counters[status.value]) for status in JobStatus}
+    def of(cls, counters: dict[str, float]) -> Stats:
+        by_status = {status: max(0, int(counters[status.value])) for status in JobStatus}
         completed, failed = by_status[JobStatus.COMPLETED], by_status[JobStatus.FAILED]
         return cls(
-            total_jobs=counters["submitted"],
+            total_jobs=max(0, int(counters["submitted"])),
             by_status=by_status,
             success_rate=round(completed / (completed + failed), 4) if completed + failed else None,
             average_duration_seconds=round(counters["duration_ms"] / completed / 1000, 3) if completed else None,
+            metrics=MetricsSummary.of(counters),
+            cost=CostSummary.of(counters),
         )
 
 

@@ -27,6 +27,8 @@ class Settings(BaseModel):
     jobs_queue_url: str = ""
     outputs_bucket_name: str = "media-outputs"
     state_machine_arn: str = ""
+    # The worker, for the provider webhook's hand-over of a finished prediction (shared/webhooks.py).
+    worker_function_name: str = "worker"
     # Set from the queue spec: on its last delivery the dispatcher fails the job before the DLQ;
     # the dispatcher's maximum concurrency splits the dispatch rate between its instances.
     queue_max_receive_count: int = Field(default=5, ge=1)

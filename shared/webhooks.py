@@ -1,9 +1,11 @@
 """The provider's webhooks: who sent them (Standard Webhooks signature) and what they change.
 
 A delivery for the current attempt's prediction raises the job's progress and keeps the
-workflow's heartbeat alive; the terminal one resumes the waiting workflow (its Collect state
-copies the outputs). Deliveries are idempotent: progress only rises, and a second terminal
-delivery finds the workflow no longer waiting.
+workflow's heartbeat alive; the terminal one hands the attempt to the worker (an asynchronous
+invoke), which copies the outputs, completes the job and ends the waiting Generate state, so the
+execution ends there. Deliveries are idempotent: progress only rises, and a terminal delivery
+for a job that already ended changes nothing (one that arrives while the worker still copies
+hands it over again: the copy is repeated and the second completion refused).
 
 The API's bundle has no provider client, so the signature check and the secret fetch use the
 standard library only.
@@ -23,18 +25,19 @@ from shared import notify
 from shared.errors import JobNotFound, ServiceError
 from shared.generation.predictions import MalformedPrediction, PredictionState, job_progress
 from shared.job_store import JobNotRunning, store
-from shared.models import WebhookEvent
+from shared.models import Job, WebhookEvent, to_iso, utcnow
 from shared.observability import logger
 from shared.secrets import provider_credentials
 from shared.settings import get_settings
-from shared.workflow import send_task_heartbeat, send_task_success
+from shared.usage import meter
+from shared.workflow import hand_to_worker, send_task_heartbeat
 
 TOLERANCE_SECONDS = 300  # Standard Webhooks' default
 SECRET_REFRESH_SECONDS = 300  # as long as the stored secret's cache (shared/secrets.py)
 DEFAULT_BASE_URL = "https://api.replicate.com"
 PROGRESS_STEP = 10
 # What most deliveries do: logged at DEBUG only (one line per delivery would be most of the logs).
-ROUTINE_OUTCOMES = frozenset({"progress", "resumed", "duplicate"})
+ROUTINE_OUTCOMES = frozenset({"progress", "finishing"})
 
 
 class WebhookRejected(ServiceError):
@@ -179,17 +182,39 @@ def deliver(job_id: str, attempt: int, nonce: str, payload: dict) -> str:
         return "another prediction"
     try:
         if not job.prediction_id:  # the webhook beat the worker's own write of the id
-            store().update_running(job_id, attempt, {"prediction_id": prediction.id})
+            store().update_running(job, {"prediction_id": prediction.id})
         if prediction.done:
-            resumed = send_task_success(job.task_token, {"status": "ready", "prediction_id": prediction.id})
-            return "resumed" if resumed else "duplicate"
+            _hand_over(job, payload)
+            return "finishing"
         progress = job_progress(prediction.progress)
         # Coalesced: a write only once progress rose PROGRESS_STEP points (each is a paid write).
         if progress is not None and min(progress, 89) >= job.progress + PROGRESS_STEP:
-            store().set_progress(job_id, attempt, min(progress, 89))
+            store().set_progress(job, min(progress, 89))
             if min(progress, 89) > job.progress:
                 notify.job_changed(job, WebhookEvent.PROGRESS, seq=min(progress, 89))
     except JobNotRunning:
         return "already ended"
     send_task_heartbeat(job.task_token)
     return "progress"
+
+
+def _hand_over(job: Job, prediction: dict) -> None:
+    """The prediction ended: the worker finishes the attempt (copy, complete, end the Generate
+    state), as the Collect state would, without a state transition of its own. It gets the signed
+    delivery's prediction, so it need not ask the provider again. If this fails, the heartbeat
+    lapses and Collect polls and finishes instead."""
+    try:
+        hand_to_worker(
+            {
+                "action": "finish",
+                "job_id": job.job_id,
+                "attempt": job.attempt,
+                "execution_started_at": to_iso(job.dispatched_at or job.started_at or utcnow()),
+                "job_timeout_seconds": get_settings().job_timeout,
+                "task_token": job.task_token,
+                "prediction": prediction,
+                "carried": meter().take().rounded().model_dump(),  # this delivery's share of the bill
+            }
+        )
+    except Exception as exc:
+        logger.warning("Could not hand the attempt to the worker; Collect will", extra={"error": type(exc).__name__})

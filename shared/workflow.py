@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.aws import client, error_code
 from shared.settings import get_settings
+from shared.usage import Usage
 
 # What Step Functions answers for a token that no longer waits (used, timed out, stopped).
 CALLBACK_GONE = ("InvalidToken", "TaskTimedOut", "TaskDoesNotExist")
@@ -31,13 +32,14 @@ def execution_arn(job_id: str, attempt: int) -> str:
     return f"{machine.replace(':stateMachine:', ':execution:')}:{execution_name(job_id, attempt)}"
 
 
-def start(job_id: str, attempt: int) -> bool:
-    """Start the attempt's workflow. False if it was already started (a duplicate delivery)."""
+def start(job_id: str, attempt: int, usage: Usage) -> bool:
+    """Start the attempt's workflow. False if it was already started (a duplicate delivery).
+    `usage`: what starting it cost, for the job's first write to add (shared/usage.py)."""
     try:
         client("stepfunctions").start_execution(
             stateMachineArn=get_settings().state_machine_arn,
             name=execution_name(job_id, attempt),
-            input=json.dumps({"job_id": job_id, "attempt": attempt}),
+            input=json.dumps({"job_id": job_id, "attempt": attempt, "usage": usage.rounded().model_dump()}),
         )
         return True
     except Exception as exc:
@@ -94,6 +96,26 @@ def send_task_success(task_token: str, result: dict[str, Any]) -> bool:
         if error_code(exc) in CALLBACK_GONE:
             return False
         raise
+
+
+def send_task_failure(task_token: str, error: str, cause: str) -> bool:
+    """End a waiting state with an error, which its Retry and Catch match by name, as they match a
+    Lambda task's error type. False if it no longer waits."""
+    try:
+        client("stepfunctions").send_task_failure(taskToken=task_token, error=error[:256], cause=cause[:32_768])
+        return True
+    except Exception as exc:
+        if error_code(exc) in CALLBACK_GONE:
+            return False
+        raise
+
+
+def hand_to_worker(task: dict[str, Any]) -> None:
+    """Run the worker on `task` asynchronously (Lambda's event invocation: queued by Lambda and,
+    if the worker fails, tried twice more). The caller does not wait for it."""
+    client("lambda").invoke(
+        FunctionName=get_settings().worker_function_name, InvocationType="Event", Payload=json.dumps(task).encode()
+    )
 
 
 def send_task_heartbeat(task_token: str) -> bool:

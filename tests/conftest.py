@@ -39,7 +39,10 @@ TERMINAL = {"completed", "failed", "cancelled"}
 def emulator() -> Iterator[Emulator]:
     # A short visibility timeout and few receives, so poison messages reach the DLQ in seconds.
     queue = with_queue(visibility_timeout_seconds=1, max_receive_count=3)
-    with Emulator(api_port=free_port(), queue=queue, env=TEST_SETTINGS) as emu:
+    # The stats counters follow the jobs within a fraction of a second (deployed: up to the
+    # stream's 10 s batching window); tests that read them call `settle_stats` first.
+    with Emulator(api_port=free_port(), queue=queue, env=TEST_SETTINGS, stream_window_seconds=0.2) as emu:
+        emu.runtime.async_retry_delays = (1.0, 2.0)  # Lambda's asynchronous retries, in seconds
         yield emu
 
 
@@ -156,6 +159,14 @@ def executions_of(emulator: Emulator, job_id: str) -> list[dict[str, Any]]:
         .paginate(stateMachineArn=emulator.resources.state_machine_arn)
     )
     return [e for page in pages for e in page["executions"] if e["name"].startswith(f"{job_id}-")]
+
+
+def stats_of(api: httpx.Client, emulator: Emulator, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """GET /api/v1/stats once every change so far reached the counters (they follow the table's stream)."""
+    emulator.counters.settle()
+    response = api.get("/api/v1/stats", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def load_event(relative: str, job_id: str | None = None) -> dict[str, Any]:

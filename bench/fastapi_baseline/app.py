@@ -9,7 +9,6 @@ shape; FastAPI's own validation, OpenAPI document (/openapi.json) and Swagger UI
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -18,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
-from shared import auth, idempotency, jobs, webhooks
+from shared import auth, idempotency, jobs
 from shared import health as health_checks
 from shared.errors import InvalidParameter, QuotaExceeded, ServiceError
 from shared.job_store import store
@@ -26,7 +25,6 @@ from shared.models import GenerateRequest, JobStatus
 from shared.observability import logger, metrics, tracer
 from shared.schemas import (
     API_PREFIX,
-    WEBHOOK_PATH,
     DeepHealth,
     ErrorBody,
     FieldError,
@@ -38,7 +36,6 @@ from shared.schemas import (
     JobSummary,
     ModelList,
     Stats,
-    WebhookAck,
 )
 from shared.settings import get_settings
 
@@ -112,24 +109,6 @@ def retry_job(job_id: JobId, request: Request, idempotency_key: IdempotencyKey =
 @app.get(f"{API_PREFIX}/models", response_model=ModelList, operation_id="listModels")
 def list_models() -> ModelList:
     return ModelList.of(get_settings())
-
-
-@app.post(WEBHOOK_PATH, response_model=WebhookAck, operation_id="replicateWebhook")
-async def replicate_webhook(
-    request: Request,
-    job_id: Annotated[str, Query(max_length=64)],
-    attempt: Annotated[int, Query(ge=1)],
-    nonce: Annotated[str, Query(max_length=64)],
-) -> WebhookAck:
-    body = (await request.body()).decode()
-    webhooks.authenticate(request.headers, body)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise InvalidParameter("body", "not a prediction") from None
-    if not isinstance(payload, dict) or "id" not in payload:
-        raise InvalidParameter("body", "not a prediction")
-    return WebhookAck(outcome=webhooks.deliver(job_id, attempt, nonce, payload))
 
 
 @app.get(f"{API_PREFIX}/stats", response_model=Stats, operation_id="getStats")

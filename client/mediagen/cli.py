@@ -222,6 +222,9 @@ def cmd_stats(client: Client, args: argparse.Namespace, out: Output) -> int:
         out.line(f"success rate {stats.success_rate:.1%}")
     if stats.average_duration_seconds is not None:
         out.line(f"mean duration {stats.average_duration_seconds:.1f}s")
+    if stats.cost.mean_usd is not None:
+        mean = stats.cost.mean_usd
+        out.line(f"mean cost ${mean.total:.6f} (provider ${mean.provider:.6f}, AWS ${mean.aws:.6f})")
     return OK
 
 

@@ -14,7 +14,18 @@ from typing import Any
 import httpx
 
 from mediagen import _core, errors
-from mediagen.models import Accepted, Detail, JobPage, JobStatus, JobSummary, ModelList, Output, Stats, StatusView
+from mediagen.models import (
+    Accepted,
+    Cost,
+    Detail,
+    JobPage,
+    JobStatus,
+    JobSummary,
+    ModelList,
+    Output,
+    Stats,
+    StatusView,
+)
 
 API = _core.API
 
@@ -55,6 +66,12 @@ class Job:
     @property
     def outputs(self) -> list[Output]:
         return list(getattr(self.data, "outputs", []))
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the job cost, in USD (provider and AWS, each part named); None until its detail
+        was read (`wait()`, `refresh()`)."""
+        return getattr(self.data, "cost", None)
 
     @property
     def done(self) -> bool:

@@ -120,6 +120,75 @@ class Metrics(_Model):
 
 
 @dataclass(frozen=True)
+class Usage(_Model):
+    """The operations counted for a job's AWS cost."""
+
+    SCHEMA = "Usage"
+    transitions: int = 0
+    lambda_requests: int = 0
+    lambda_gb_seconds: float = 0
+    api_requests: int = 0
+    write_units: float = 0
+    sqs_requests: int = 0
+    s3_puts: int = 0
+
+
+@dataclass(frozen=True)
+class ProviderCost(_Model):
+    SCHEMA = "ProviderCost"
+    usd: float | None
+    model: str
+    basis: str
+    price_as_of: str
+    source: str
+
+
+@dataclass(frozen=True)
+class AwsCost(_Model):
+    SCHEMA = "AwsCost"
+    usd: float
+    parts: dict[str, float]
+    counted: Usage
+    prices_as_of: str
+
+
+@dataclass(frozen=True)
+class Cost(_Model):
+    """A job's cost in USD: the provider's charge (None for mock generation) and our AWS cost."""
+
+    SCHEMA = "JobCost"
+    provider: ProviderCost | None
+    aws: AwsCost
+    total_usd: float | None
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class MetricsSummary(_Model):
+    SCHEMA = "MetricsSummary"
+    jobs: int
+    total_seconds: dict[str, float]
+    mean_seconds: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class CostAmounts(_Model):
+    SCHEMA = "CostAmounts"
+    provider: float
+    aws: float
+    total: float
+    aws_parts: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CostSummary(_Model):
+    SCHEMA = "CostSummary"
+    jobs: int
+    total_usd: CostAmounts
+    mean_usd: CostAmounts | None
+
+
+@dataclass(frozen=True)
 class Adjustment(_Model):
     SCHEMA = "Adjustment"
     field: str
@@ -169,6 +238,7 @@ class Detail(_Model):
     outputs: list[Output]
     adjustments: list[Adjustment]
     metrics: Metrics
+    cost: Cost
     links: Links
     error: JobError | None = None
     started_at: datetime | None = None
@@ -205,6 +275,8 @@ class Stats(_Model):
     by_status: dict[JobStatus, int]
     success_rate: float | None
     average_duration_seconds: float | None
+    metrics: MetricsSummary
+    cost: CostSummary
 
 
 @dataclass(frozen=True)
@@ -229,6 +301,13 @@ MODELS: tuple[type[_Model], ...] = (
     Output,
     Eta,
     Metrics,
+    Usage,
+    ProviderCost,
+    AwsCost,
+    Cost,
+    MetricsSummary,
+    CostAmounts,
+    CostSummary,
     Adjustment,
     Accepted,
     StatusView,

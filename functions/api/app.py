@@ -7,14 +7,12 @@ built from these declarations when first asked for (shared/openapi.py).
 from __future__ import annotations
 
 import json
-import logging
 from functools import cache
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from shared import auth, idempotency, jobs, webhooks
+from shared import auth, idempotency, jobs, usage
 from shared import health as health_checks
-from shared.errors import InvalidParameter
 from shared.http_api import Request, Response, Router
 from shared.job_store import store
 from shared.models import GenerateRequest
@@ -22,7 +20,6 @@ from shared.observability import logger, metrics, tracer
 from shared.openapi import SIGNED
 from shared.schemas import (
     API_PREFIX,
-    WEBHOOK_PATH,
     DeepHealth,
     Health,
     HealthQuery,
@@ -37,8 +34,6 @@ from shared.schemas import (
     ModelList,
     Stats,
     StatsQuery,
-    WebhookAck,
-    WebhookQuery,
 )
 from shared.settings import get_settings
 
@@ -171,37 +166,6 @@ def list_models(request: Request) -> ModelList:
     return ModelList.of(get_settings())
 
 
-@api.post(
-    WEBHOOK_PATH,
-    operation_id="replicateWebhook",
-    response=WebhookAck,
-    description="Delivery processed (or ignored as stale or duplicate)",
-    query=WebhookQuery,
-    errors=(401,),
-    tags=("provider",),
-)
-def replicate_webhook(request: Request) -> WebhookAck:
-    """Replicate's prediction webhooks, authenticated by their Standard Webhooks signature."""
-    query: WebhookQuery = request.query
-    body = request.raw_body
-    try:
-        webhooks.authenticate(request.raw_headers, body)
-    except webhooks.WebhookRejected as exc:
-        logger.warning("Webhook rejected", extra={"reason": exc.reason})
-        raise
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise InvalidParameter("body", "not a prediction") from None
-    if not isinstance(payload, dict) or "id" not in payload:
-        raise InvalidParameter("body", "not a prediction")
-    outcome = webhooks.deliver(query.job_id, query.attempt, query.nonce, payload)
-    # Progress arrives every few seconds per running job: at INFO only what is out of the ordinary.
-    level = logging.DEBUG if outcome in webhooks.ROUTINE_OUTCOMES else logging.INFO
-    logger.log(level, "Webhook delivered", extra={"job_id": query.job_id, "outcome": outcome})
-    return WebhookAck(outcome=outcome)
-
-
 @api.get(
     f"{API_PREFIX}/stats",
     operation_id="getStats",
@@ -276,4 +240,5 @@ def _accepted(body: JobAccepted) -> Response:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
+    usage.start(context).add(api_requests=1)  # a job this request writes carries it (shared/usage.py)
     return api.resolve(auth.admin_as_api(event), context)

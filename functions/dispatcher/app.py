@@ -11,7 +11,7 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared import jobs, workflow
+from shared import jobs, usage, workflow
 from shared.errors import JobNotFound
 from shared.observability import logger, metrics, tracer
 from shared.queue import JobMessage
@@ -48,4 +48,5 @@ def dispatch_record(record: SQSRecord) -> str:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
+    usage.start(context)
     return process_partial_response(event=event, record_handler=dispatch_record, processor=processor, context=context)

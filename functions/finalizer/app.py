@@ -11,7 +11,7 @@ job ended. A repeat is harmless.
 
 from __future__ import annotations
 
-from shared import jobs
+from shared import jobs, usage
 from shared.observability import logger, metrics, tracer
 
 
@@ -19,6 +19,7 @@ from shared.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
+    usage.start(context)
     if event.get("source") == "aws.states":
         failure = jobs.Failure.from_execution_event(event)
     else:

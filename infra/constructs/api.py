@@ -5,8 +5,8 @@ including the operators' way in, /admin/v1/{proxy+} (every /api/v1 route, over e
 
 Why IAM rather than JWT: it needs no identity provider to deploy or to call (any IAM user or role
 with execute-api:Invoke, e.g. `curl --aws-sigv4`), and access is granted and revoked with the rest
-of the account's IAM. The provider's webhook route is the exception: Replicate cannot sign with
-SigV4, so that route has no authorizer and the function checks the Standard Webhooks signature.
+of the account's IAM. The provider's webhooks are not a route here: Replicate cannot sign with
+SigV4, so they go to the webhook function's own URL, which checks their signature (infra/stack.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from constructs import Construct
 
 from infra.config import Config
 from infra.constructs import log_group, suppress
-from shared.schemas import WEBHOOK_PATH
 
 GET, POST = apigw.HttpMethod.GET, apigw.HttpMethod.POST
 # The routes of functions/api/app.py (a test checks that the two lists agree).
@@ -44,8 +43,6 @@ ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
 ADMIN_ROUTE = (apigw.HttpMethod.ANY, "/admin/v1/{proxy+}")
 # How long API Gateway caches a key's answer: a revoked key stops working within this.
 KEY_CACHE_SECONDS = 60
-# The path the worker gives the provider for its webhooks (shared/schemas.py).
-WEBHOOK_ROUTE = (POST, WEBHOOK_PATH)
 STAGE = "$default"
 
 # One line per request, so only what tells requests apart: the log event carries the time, the
@@ -109,12 +106,6 @@ class Api(Construct):
             destination_arn=self.access_logs.log_group_arn, format=json.dumps(ACCESS_LOG_FORMAT)
         )
 
-    @property
-    def endpoint(self) -> str:
-        """https://<id>.execute-api.<region>.amazonaws.com: the $default stage serves at the root.
-        Depends on the API resource only, so functions can know it without a dependency cycle."""
-        return self.http_api.api_endpoint
-
     def route_to(self, handler: lambda_.IFunction, authorizer: lambda_.IFunction) -> None:
         integration = HttpLambdaIntegration("ApiFunction", handler)
         keys = HttpLambdaAuthorizer(
@@ -132,25 +123,6 @@ class Api(Construct):
             )
         method, path = ADMIN_ROUTE
         self.http_api.add_routes(path=path, methods=[method], integration=integration)
-        method, path = WEBHOOK_ROUTE
-        (webhook,) = self.http_api.add_routes(
-            path=path, methods=[method], integration=integration, authorizer=apigw.HttpNoneAuthorizer()
-        )
-        # Its own throttle, so a flood of deliveries cannot use up the client routes' limit.
-        stage: apigw.CfnStage = self.stage.node.default_child  # type: ignore[assignment]
-        stage.route_settings = {
-            f"{method.value} {path}": {
-                "ThrottlingRateLimit": self.config.webhook_throttle_rate_limit,
-                "ThrottlingBurstLimit": self.config.webhook_throttle_burst_limit,
-            }
-        }
-        stage.add_dependency(webhook.node.default_child)  # route settings name an existing route
-        suppress(
-            webhook,
-            "APIG4",
-            "Replicate's webhook cannot sign with SigV4: the api function verifies its Standard Webhooks "
-            "signature (HMAC with the webhook secret) and timestamp instead.",
-        )
 
     def invoke_policy(self) -> iam.ManagedPolicy:
         """A managed policy to attach to the users or roles that may call the API."""

@@ -68,6 +68,7 @@ class ServiceFunction(Construct):
         config: Config,
         environment: dict[str, str],
         dead_letter_queue: sqs.IQueue | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.name = function.name
@@ -99,6 +100,7 @@ class ServiceFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
             dead_letter_queue=dead_letter_queue,
+            reserved_concurrent_executions=reserved_concurrency,
         )
         # CreateLogStream + PutLogEvents on this log group only.
         self.log_group.grant_write(self.role)

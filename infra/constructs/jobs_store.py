@@ -11,6 +11,7 @@ from infra.config import Config
 from infra.constructs import removal_policy
 from shared.auth import KEY_ITEM_PREFIX
 from shared.idempotency import KEY_PREFIX as IDEMPOTENCY_PREFIX
+from shared.job_store import COUNTER_PREFIX, OWNER_COUNTER_PREFIX, TIMING_PREFIX
 from shared.signing import DEPLOYMENT
 from shared.signing import ITEM_PREFIX as SIGNING_PREFIX
 
@@ -33,6 +34,8 @@ class JobsStore(Construct):
             # On demand: nothing to pay while idle, no capacity to plan.
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=spec.TABLE.ttl_attribute,
+            # Every change, before and after: the stats counters are kept from it (functions/counters).
+            stream=dynamodb.StreamViewType(spec.TABLE.stream_view_type),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
@@ -93,6 +96,18 @@ class JobsStore(Construct):
                 actions=["dynamodb:DeleteItem"],
                 resources=[self.table.table_arn],
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{IDEMPOTENCY_PREFIX}#*"]}},
+            )
+        )
+
+    def grant_counter_writes(self, grantee: iam.IGrantable) -> None:
+        """The counters function: read and add to the counter and timing items only, never a job
+        (a transaction of updates is authorized per item, as UpdateItem)."""
+        prefixes = (COUNTER_PREFIX, OWNER_COUNTER_PREFIX, TIMING_PREFIX)
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                resources=[self.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{p}*" for p in prefixes]}},
             )
         )
 

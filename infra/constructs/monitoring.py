@@ -1,5 +1,11 @@
 """What the old Celery Flower dashboard showed, and the alarms that say when to look: one CloudWatch
-dashboard (jobs, queue, workflow, API, functions) and alarms notifying an SNS topic."""
+dashboard (jobs, queue, workflow, API, functions) and alarms notifying an SNS topic.
+
+Each alarm metric is billed ($0.10 a month), so the alarms watch outcomes, where every failure
+that matters ends up: the dead-letter queues, the oldest pending job, failed executions, the API's
+5xx. A function's errors have an alarm of their own only where no outcome alarm sees them (the
+worker's hand-over from the webhook, the public webhook URL, the stats counters); throttles, one
+account-wide alarm. Every function's errors, throttles and duration are on the dashboard."""
 
 from __future__ import annotations
 
@@ -26,9 +32,13 @@ JOB_METRICS = (
     "JobsRetried",
     "ProviderErrors",
 )
-# A worker error is a failed attempt that the workflow retries or records (the executions alarm
-# covers jobs that failed): alarm on a burst only. In the other functions any error is a bug.
-ERROR_THRESHOLDS = {"worker": 5}
+# Errors no outcome alarm sees, and the threshold of each: the worker's (a failed attempt is retried
+# or recorded, and the executions alarm sees a failed job: a burst only; its asynchronous finish
+# after a webhook fails silently to Collect otherwise), the webhook function's (behind its own URL,
+# not the API's 5xx) and the counters' (a failing batch stalls the stats until it lands in the
+# failed events' queue). The api's and authorizer's errors are the API's 5xx; the dispatcher's,
+# finalizer's and notifier's end in their dead-letter queues.
+ERROR_ALARMS = {"worker": 5, "webhook": 1, "counters": 1}
 
 
 def job_metric(name: str, statistic: str = "Sum") -> cw.Metric:
@@ -96,19 +106,20 @@ class Monitoring(Construct):
             1,
             "The API answered 5xx (503 = a job could not be queued): see the api function's logs.",
         )
-        for name, function in functions.items():
+        for name, threshold in ERROR_ALARMS.items():
             self._alarm(
                 f"{name.title()}Errors",
-                function.metric_errors(statistic="Sum", period=FIVE_MINUTES),
-                ERROR_THRESHOLDS.get(name, 1),
+                functions[name].metric_errors(statistic="Sum", period=FIVE_MINUTES),
+                threshold,
                 f"The {name} function raised errors: see its logs (errors carry the job id).",
             )
-            self._alarm(
-                f"{name.title()}Throttles",
-                function.metric_throttles(statistic="Sum", period=FIVE_MINUTES),
-                1,
-                f"The {name} function was throttled: the account's concurrency is exhausted.",
-            )
+        self._alarm(
+            "LambdaThrottles",
+            cw.Metric(namespace="AWS/Lambda", metric_name="Throttles", statistic="Sum", period=FIVE_MINUTES),
+            1,
+            "Lambda throttled a function of this account (the dashboard says which): its concurrency is "
+            "exhausted, or the webhook function's reserved concurrency (a flood of deliveries).",
+        )
 
         self.dashboard = cw.Dashboard(
             self,

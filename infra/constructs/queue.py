@@ -41,7 +41,8 @@ class JobsQueue(Construct):
         super().__init__(scope, id)
         self.queue, self.dead_letter_queue = queue_with_dead_letters(self, spec.QUEUE)
         # Execution-status events (EventBridge target) and async finalizer invocations that failed
-        # every retry: kept 14 days, and alarmed on, so a job never silently stays unfinished.
+        # every retry, and batches of the table's stream the counters function could not apply
+        # (their records): kept 14 days, and alarmed on, so nothing fails silently.
         self.failed_events = _queue(self, "FailedEvents", retention_period=Duration.days(14))
 
     def grant_send(self, grantee: iam.IGrantable) -> None:

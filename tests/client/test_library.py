@@ -46,6 +46,10 @@ def test_generate_waits_with_rising_progress_and_downloads_checked_files(mediage
     assert progress == sorted(progress) and len(set(progress)) >= 2, progress
     assert [p.name for p in paths] == [f"{job.id}_0.png", f"{job.id}_1.png"]
     assert Image.open(paths[0]).size == (256, 128)
+    # What it cost, typed: mock generation has no provider charge; our AWS cost, each part named.
+    assert job.cost.provider is None and job.cost.aws.usd > 0 and job.cost.total_usd == job.cost.aws.usd
+    assert job.cost.aws.counted.transitions == 1 and job.cost.aws.counted.s3_puts == 2
+    assert set(job.cost.aws.parts) == {"step_functions", "lambda", "api_gateway", "dynamodb", "sqs", "s3"}
 
 
 def test_a_failed_job_and_its_retry(mediagen, faults):

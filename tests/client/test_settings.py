@@ -8,7 +8,15 @@ import httpx
 import pytest
 from mediagen import Client
 
-STATS = {"total_jobs": 0, "by_status": {}, "success_rate": None, "average_duration_seconds": None}
+NOTHING = {"provider": 0, "aws": 0, "total": 0, "aws_parts": {}}
+STATS = {
+    "total_jobs": 0,
+    "by_status": {},
+    "success_rate": None,
+    "average_duration_seconds": None,
+    "metrics": {"jobs": 0, "total_seconds": {}, "mean_seconds": {}},
+    "cost": {"jobs": 0, "total_usd": NOTHING, "mean_usd": None},
+}
 
 
 def recording() -> tuple[list[httpx.Request], httpx.MockTransport]:

@@ -30,6 +30,7 @@ def table_shape(table: dict, ttl_attribute: str) -> dict:
             for i in table["GlobalSecondaryIndexes"]
         ),
         "ttl": ttl_attribute,
+        "stream": (table.get("StreamSpecification") or {}).get("StreamViewType"),
     }
 
 
@@ -83,6 +84,13 @@ def test_event_sources(emulator: Emulator, dev: Synthesized) -> None:
     for source in (emulator.dispatch_sources[0], emulator.notify_source):
         mapping = mappings.pop(function(dev, source.function)[0])
         assert mapping["Properties"]["BatchSize"] == source.batch_size
+    # The table's stream: the same batches, filters and retries (the test session shortens the window).
+    stream = mappings.pop(function(dev, emulator.counters.function)[0])["Properties"]
+    assert stream["EventSourceArn"] == {"Fn::GetAtt": [dev.resource("AWS::DynamoDB::Table")[0], "StreamArn"]}
+    assert stream["BatchSize"] == emulator.counters.batch_size
+    assert stream["MaximumRetryAttempts"] == emulator.counters.retry_attempts
+    assert [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]] == list(emulator.counters.filters)
+    assert stream["MaximumBatchingWindowInSeconds"] == spec.COUNTER_STREAM.max_batching_window_seconds
     assert not mappings  # every deployed event source is emulated
     _, rule = dev.resource("AWS::Events::Rule")
     assert rule["Properties"]["EventPattern"]["detail"]["status"] == list(emulator.execution_events.STATUSES)

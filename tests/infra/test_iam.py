@@ -18,7 +18,7 @@ from .conftest import Synthesis, Synthesized
 from .workflow_helpers import token_text
 
 HASH = r"[0-9A-F]{8}"
-FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier|Authorizer)FunctionRole{HASH}"
+FUNCTION_ROLE = rf"(Api|Dispatcher|Worker|Finalizer|Notifier|Authorizer|Webhook|Counters)FunctionRole{HASH}"
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,19 @@ class Justified:
 
 ALLOWED_WILDCARDS = (
     Justified(
+        rf"CountersFunctionRole{HASH}",
+        frozenset({"dynamodb:ListStreams"}),
+        r"\*",
+        "The table stream's event source mapping (CDK grants it): ListStreams supports no resource-level permissions.",
+    ),
+    Justified(
         FUNCTION_ROLE,
         frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
         r"\*",
         "Active X-Ray tracing: these actions support no resource-level permissions.",
     ),
     Justified(
-        rf"(Api|Worker)FunctionRole{HASH}",
+        rf"(Webhook|Worker)FunctionRole{HASH}",
         frozenset({"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}),
         r"\*",
         "Callback pattern (webhook and worker resume the Generate task): these actions support no "
@@ -265,6 +271,18 @@ CAPABILITY_ACTIONS = {
         "sqs:GetQueueUrl",
     },
     "notify:secret": {"dynamodb:GetItem", "dynamodb:PutItem"},
+    "worker:invoke": {"lambda:InvokeFunction"},
+    "counters:write": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+    # The stream's event source: its reads, and the on-failure queue (FailedEvents).
+    "stream:consume": {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    },
 }
 EVERY_FUNCTION = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
@@ -282,6 +300,20 @@ def test_each_function_role_has_exactly_its_capabilities(dev: Synthesized) -> No
         assert actual == expected, name
 
 
+def test_only_the_worker_may_be_invoked_and_it_retries_asynchronous_events(dev: Synthesized) -> None:
+    """The provider webhook hands finished predictions to the worker by name (no cycle with the
+    worker's webhook URL); nothing else may be invoked, and Lambda retries a failed hand-over."""
+    invokes = [g for g in grants(dev) if "lambda:InvokeFunction" in g.actions and "FunctionRole" in g.owner]
+    assert [g.resources for g in invokes] == [
+        ("arn:<Ref:AWS::Partition>:lambda:<Ref:AWS::Region>:<Ref:AWS::AccountId>:function:media-generation-dev-worker",)
+    ]
+    [config] = dev.resources("AWS::Lambda::EventInvokeConfig").values()
+    assert config["Properties"]["MaximumRetryAttempts"] == 2
+    assert config["Properties"]["Qualifier"] == "$LATEST"
+    webhook = next(r for n, r in dev.resources("AWS::Lambda::Function").items() if n.startswith("WebhookFunction"))
+    assert webhook["Properties"]["Environment"]["Variables"]["WORKER_FUNCTION_NAME"] == "media-generation-dev-worker"
+
+
 def test_the_api_may_delete_only_idempotency_records(dev: Synthesized) -> None:
     deletes = [
         s
@@ -295,8 +327,12 @@ def test_the_api_may_delete_only_idempotency_records(dev: Synthesized) -> None:
     ]
 
 
+# Reads of the table's stream (the counters' event source): not item actions (see the test below).
+STREAM_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
+
+
 def table_statements(synth: Synthesized, function: str) -> list[dict]:
-    """The function role's Allow statements with a DynamoDB action on the jobs table itself."""
+    """The function role's Allow statements with a DynamoDB item action on the jobs table itself."""
     role = next(r for r in synth.resources("AWS::IAM::Role") if r.startswith(f"{function.title()}FunctionRole"))
     return [
         s
@@ -304,9 +340,24 @@ def table_statements(synth: Synthesized, function: str) -> list[dict]:
         if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
         for s in r["Properties"]["PolicyDocument"]["Statement"]
         if s["Effect"] == "Allow"
-        and any(a.startswith("dynamodb:") for a in listed(s["Action"]))
+        and any(a.startswith("dynamodb:") and a not in STREAM_ACTIONS for a in listed(s["Action"]))
         and not any("/index/" in token_text(x) for x in listed(s["Resource"]))
     ]
+
+
+def test_only_the_counters_function_reads_the_table_stream(dev: Synthesized) -> None:
+    """A stream cannot be read per item: the counters' role may read every change of the table
+    (signing secret items' included, for the stream's 24 hours); the function itself is given job
+    changes only (the event source's filter, tests/infra/test_contract.py)."""
+    from infra import spec
+
+    readers = {
+        name
+        for name in spec.FUNCTIONS
+        for g in grants(dev)
+        if g.owner.startswith(f"{name.title()}FunctionRole") and "dynamodb:GetRecords" in g.actions
+    }
+    assert readers == {"counters"}
 
 
 def test_the_authorizer_may_read_only_key_items(dev: Synthesized) -> None:
@@ -334,4 +385,14 @@ def test_only_the_notifier_may_read_webhook_signing_secrets(dev: Synthesized) ->
     assert sorted(secret_grants) == [
         ("notifier", ["dynamodb:GetItem"], ["signing#*"]),
         ("notifier", ["dynamodb:PutItem"], ["signing#deployment"]),
+    ]
+
+
+def test_the_counters_function_may_only_add_to_counter_items(dev: Synthesized) -> None:
+    """It reads every job change from the stream, but may write none: counters and timings only."""
+    assert [(sorted(listed(s["Action"])), s.get("Condition")) for s in table_statements(dev, "counters")] == [
+        (
+            ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["stats#*", "owner#*", "timing#*"]}},
+        )
     ]

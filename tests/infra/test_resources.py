@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from infra import spec
-from infra.constructs.api import ADMIN_ROUTE, ROUTES, WEBHOOK_ROUTE
+from infra.constructs.api import ADMIN_ROUTE, ROUTES
 from infra.constructs.functions import ARCHITECTURE, RUNTIME
 from shared.output_files import OUTPUTS_PREFIX
 
@@ -215,7 +215,7 @@ def test_function_environment(dev: Synthesized) -> None:
     table_id, _ = dev.resource("AWS::DynamoDB::Table")
     bucket_id, _ = dev.resource("AWS::S3::Bucket")
     machine_id, _ = dev.resource("AWS::StepFunctions::StateMachine")
-    api_id, _ = dev.resource("AWS::ApiGatewayV2::Api")
+    url_id, _ = dev.resource("AWS::Lambda::Url")
     for name in spec.FUNCTIONS:
         env = function(dev, name)[1]["Properties"]["Environment"]["Variables"]
         assert env | config_settings == env, name
@@ -229,7 +229,7 @@ def test_function_environment(dev: Synthesized) -> None:
         else:
             assert spec.RESOURCE_ENV["state_machine"] not in env
         if name == "worker":
-            assert env["WEBHOOK_BASE_URL"] == {"Fn::GetAtt": [api_id, "ApiEndpoint"]}
+            assert env["WEBHOOK_BASE_URL"] == {"Fn::GetAtt": [url_id, "FunctionUrl"]}
         else:
             assert "WEBHOOK_BASE_URL" not in env
 
@@ -266,23 +266,46 @@ def test_every_route_of_the_api_function_is_deployed_and_authenticated(dev: Synt
 
     served = {f"{route.method} {route.path}" for route in api.routes}
     routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in dev.resources("AWS::ApiGatewayV2::Route").values()}
-    webhook = f"{WEBHOOK_ROUTE[0].value} {WEBHOOK_ROUTE[1]}"
     admin = f"{ADMIN_ROUTE[0].value} {ADMIN_ROUTE[1]}"
     assert set(routes) - {admin} == served
-    assert set(routes) == {f"{m.value} {p}" for m, p in ROUTES} | {webhook, admin}
+    assert set(routes) == {f"{m.value} {p}" for m, p in ROUTES} | {admin}
     [authorizer] = dev.resources("AWS::ApiGatewayV2::Authorizer").values()
     assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
     assert authorizer["Properties"]["EnableSimpleResponses"] is True
     assert authorizer["Properties"]["IdentitySource"] == ["$request.header.Authorization"]
     assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 60
     for key, route in routes.items():
-        if key == webhook:
-            # Authenticated by the provider's signature, checked in the function.
-            assert route["AuthorizationType"] == "NONE"
-        elif key.split(" ")[1].startswith("/api/v1/"):
+        if key.split(" ")[1].startswith("/api/v1/"):
             assert route["AuthorizationType"] == "CUSTOM", key  # the API key authorizer
         else:
             assert route["AuthorizationType"] == "AWS_IAM", key
+
+
+def test_the_provider_webhook_has_its_own_throttled_url_and_nothing_else_does(dev: Synthesized) -> None:
+    """The webhook function alone has a (public) function URL, throttled by its reserved concurrency;
+    the worker gives the provider that URL; no route of the HTTP API leads to it."""
+    [(url_id, url)] = dev.resources("AWS::Lambda::Url").items()
+    webhook_id, webhook = function(dev, "webhook")
+    assert url["Properties"] == {"AuthType": "NONE", "TargetFunctionArn": {"Fn::GetAtt": [webhook_id, "Arn"]}}
+    assert webhook["Properties"]["ReservedConcurrentExecutions"] == dev.stack.node.try_get_context("webhookConcurrency")
+    worker_env = function(dev, "worker")[1]["Properties"]["Environment"]["Variables"]
+    assert worker_env["WEBHOOK_BASE_URL"] == {"Fn::GetAtt": [url_id, "FunctionUrl"]}
+    integrations = dev.resources("AWS::ApiGatewayV2::Integration").values()
+    assert webhook_id not in json.dumps(list(integrations))
+    # Anyone may call it, through its URL only (a direct Invoke stays IAM-protected).
+    public = [
+        p["Properties"]
+        for p in dev.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "*"
+    ]
+    target = {"Fn::GetAtt": [webhook_id, "Arn"]}
+    assert sorted(public, key=lambda p: p["Action"]) == [
+        {"Action": "lambda:InvokeFunction", "FunctionName": target, "InvokedViaFunctionUrl": True, "Principal": "*"},
+        {"Action": "lambda:InvokeFunctionUrl", "FunctionName": target, "FunctionUrlAuthType": "NONE", "Principal": "*"},
+    ]
+    for name in spec.FUNCTIONS:
+        if name != "webhook":
+            assert "ReservedConcurrentExecutions" not in function(dev, name)[1]["Properties"], name
 
 
 def test_api_is_throttled_and_logged(dev: Synthesized) -> None:
@@ -293,18 +316,7 @@ def test_api_is_throttled_and_logged(dev: Synthesized) -> None:
         "ThrottlingRateLimit": dev.stack.node.try_get_context("apiThrottleRateLimit"),
         "ThrottlingBurstLimit": dev.stack.node.try_get_context("apiThrottleBurstLimit"),
     }
-    # The webhook route has a bucket of its own: a flood there cannot starve the client routes.
-    webhook = f"{WEBHOOK_ROUTE[0].value} {WEBHOOK_ROUTE[1]}"
-    assert props["RouteSettings"] == {
-        webhook: {
-            "ThrottlingRateLimit": dev.stack.node.try_get_context("webhookThrottleRateLimit"),
-            "ThrottlingBurstLimit": dev.stack.node.try_get_context("webhookThrottleBurstLimit"),
-        }
-    }
-    route_ids = [
-        i for i, r in dev.resources("AWS::ApiGatewayV2::Route").items() if r["Properties"]["RouteKey"] == webhook
-    ]
-    assert set(route_ids) <= set(stage.get("DependsOn", []))
+    assert "RouteSettings" not in props
     log_format = json.loads(props["AccessLogSettings"]["Format"])
     assert {"requestId", "status", "routeKey", "userArn"} <= set(log_format)
     # One line per request: nothing the log event or another field already says.
@@ -389,14 +401,26 @@ def test_alarms_cover_what_needs_a_human(dev: Synthesized) -> None:
         "Errors",
         "Throttles",
     } <= every
-    per_function = [names for names in watched.values() if names in ({"Errors"}, {"Throttles"})]
-    assert len(per_function) == 2 * len(spec.FUNCTIONS)
+    from infra.constructs.monitoring import ERROR_ALARMS
+
+    assert len([names for names in watched.values() if names == {"Errors"}]) == len(ERROR_ALARMS)
+    [throttles] = [lid for lid, names in watched.items() if names == {"Throttles"}]
+    assert "Dimensions" not in dev.resources("AWS::CloudWatch::Alarm")[throttles]["Properties"]  # every function
     dlq_alarms = [lid for lid, names in watched.items() if names == {"ApproximateNumberOfMessagesVisible"}]
     assert len(dlq_alarms) == 3  # the jobs' DLQ, the failed events' queue, the client webhooks' DLQ
     topic_id, _ = dev.resource("AWS::SNS::Topic")
     for logical_id, alarm in dev.resources("AWS::CloudWatch::Alarm").items():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}], logical_id
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching", logical_id
+
+
+def test_the_alarms_and_dashboard_cost_at_most_4_60_a_month(dev: Synthesized) -> None:
+    """$0.10 per alarm metric, $3 per dashboard: with one $0.40 secret, idle stays within $5."""
+    from bench.cost import alarm_metric_count
+
+    metrics = sum(alarm_metric_count(a) for a in dev.resources("AWS::CloudWatch::Alarm").values())
+    assert metrics == 11
+    assert 0.10 * metrics + 3.00 * len(dev.resources("AWS::CloudWatch::Dashboard")) <= 4.60
 
 
 def test_oldest_pending_job_alarm_watches_the_jobs_queue(dev: Synthesized) -> None:
@@ -435,8 +459,10 @@ def test_nothing_billed_by_the_hour(each_stage: Synthesized) -> None:
         "AWS::ElastiCache::CacheCluster",
     }
     assert not types & hourly
-    for resource in each_stage.resources("AWS::Lambda::Function").values():
-        assert "ReservedConcurrentExecutions" not in resource["Properties"]
+    # Provisioned concurrency is billed by the hour; reserved concurrency (the webhook's throttle) is not.
+    assert not each_stage.resources("AWS::Lambda::Version")
+    for resource in each_stage.resources("AWS::Lambda::Alias").values():
+        assert "ProvisionedConcurrencyConfig" not in resource["Properties"]
 
 
 def test_cors_is_off_by_default_and_an_allowlist_when_set(dev: Synthesized) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import submit, unique_prompt, wait_until_done
+from tests.conftest import stats_of, submit, unique_prompt, wait_until_done
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -89,13 +89,13 @@ def test_cancelling_twice_is_409(api, emulator):
         ({"prompt": "ok", "parameters": "big"}, "parameters"),
     ],
 )
-def test_invalid_input_is_422_naming_the_field_and_stores_nothing(api, body, field):
-    before = api.get("/api/v1/stats").json()["total_jobs"]
+def test_invalid_input_is_422_naming_the_field_and_stores_nothing(api, emulator, body, field):
+    before = stats_of(api, emulator)["total_jobs"]
     response = api.post("/api/v1/generate", json=body)
     error = assert_error(response, 422, "VALIDATION_ERROR")
     assert field in [e["field"] for e in error["errors"]], error
     assert field in error["detail"]
-    assert api.get("/api/v1/stats").json()["total_jobs"] == before
+    assert stats_of(api, emulator)["total_jobs"] == before
 
 
 def test_a_body_that_is_not_json_is_422(api):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import unique_prompt
+from tests.conftest import stats_of, unique_prompt
 from tests.integration.test_api import UNKNOWN, assert_error
 
 GENERATE = "/api/v1/generate"
@@ -31,11 +31,11 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @pytest.fixture
-def stores_nothing(api):
+def stores_nothing(api, emulator):
     """The refused requests of a test leave the job counters as they were."""
-    before = api.get("/api/v1/stats").json()["total_jobs"]
+    before = stats_of(api, emulator)["total_jobs"]
     yield
-    assert api.get("/api/v1/stats").json()["total_jobs"] == before, "a refused request stored a job"
+    assert stats_of(api, emulator)["total_jobs"] == before, "a refused request stored a job"
 
 
 def refused(response, status: int, code: str, field: str | None = None, location: str = "body") -> dict:

@@ -20,7 +20,7 @@ from local.emulator import free_port
 from shared.auth import NewKey
 from shared.errors import PermanentError
 from shared.models import WebhookEvent
-from tests.conftest import status_of, unique_prompt, wait_for, wait_until_done, wait_until_status
+from tests.conftest import stats_of, status_of, unique_prompt, wait_for, wait_until_done, wait_until_status
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -226,14 +226,14 @@ def test_the_url_is_checked_again_at_delivery(api, emulator, configure, hooks):
         "not a url",
     ],
 )
-def test_a_refused_webhook_url_is_a_422_naming_the_field_and_stores_nothing(api, url):
-    before = api.get("/api/v1/stats").json()["total_jobs"]
+def test_a_refused_webhook_url_is_a_422_naming_the_field_and_stores_nothing(api, emulator, url):
+    before = stats_of(api, emulator)["total_jobs"]
     response = api.post("/api/v1/generate", json={"prompt": unique_prompt(), "webhook": url})
     assert response.status_code == 422, response.text
     body = response.json()
     assert body["code"] == "VALIDATION_ERROR"
     assert [e["field"] for e in body["errors"]] == ["webhook"]
-    assert api.get("/api/v1/stats").json()["total_jobs"] == before
+    assert stats_of(api, emulator)["total_jobs"] == before
 
 
 def test_unknown_webhook_events_are_a_422(api):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -51,17 +52,17 @@ def test_a_stale_attempt_cannot_change_the_job(new_job):
 def test_an_ended_attempt_keeps_no_callback_token(new_job, end):
     """The token is of no use once the attempt ended; kept, every later write would pay for it."""
     job = new_job(JobStatus.PROCESSING)
-    store().update_running(job.job_id, 1, {"task_token": "t" * 900})
+    store().update_running(job, {"task_token": "t" * 900})
     store().transition(job.job_id, end)
     assert store().get(job.job_id).task_token is None
 
 
 def test_progress_of_a_cancelled_job_is_refused(new_job):
     job = new_job(JobStatus.PROCESSING)
-    store().set_progress(job.job_id, 1, 40)
+    store().set_progress(job, 40)
     store().transition(job.job_id, JobStatus.CANCELLED)
     with pytest.raises(JobNotRunning):
-        store().set_progress(job.job_id, 1, 50)
+        store().set_progress(job, 50)
     assert store().get(job.job_id).progress == 40
 
 
@@ -79,9 +80,11 @@ def race(job_id: str) -> dict[str, str]:
         except InvalidTransition:
             results[target.value] = "lost"
 
+    job = store().get(job_id)
+
     def progress() -> None:
         barrier.wait()
-        store().set_progress(job_id, 1, 70)
+        store().set_progress(job, 70)
 
     threads = [threading.Thread(target=change, args=(s,)) for s in (JobStatus.CANCELLED, JobStatus.COMPLETED)]
     threads.append(threading.Thread(target=progress))
@@ -103,7 +106,8 @@ def test_racing_cancel_and_complete_exactly_one_wins(new_job):
         assert len(final.attempts) == 1
 
 
-def test_counters_match_the_jobs_after_concurrent_changes(new_job):
+def test_counters_match_the_jobs_after_concurrent_changes(new_job, emulator):
+    emulator.counters.settle()
     before = store().stats()
     jobs = [new_job() for _ in range(6)]
 
@@ -116,6 +120,7 @@ def test_counters_match_the_jobs_after_concurrent_changes(new_job):
         t.start()
     for t in threads:
         t.join()
+    emulator.counters.settle()
     after = store().stats()
     finished = {s: sum(store().get(j.job_id).status == s for j in jobs) for s in ("completed", "failed")}
     assert after["submitted"] - before["submitted"] == 6
@@ -133,8 +138,11 @@ def test_list_reads_a_page_not_the_table(new_job, emulator):
 
     dynamodb = client("dynamodb")
 
+    here = threading.get_ident()  # not the stream's counters, which share the client
+
     def record(params, model, **_):
-        calls.append((model.name, params))
+        if threading.get_ident() == here:
+            calls.append((model.name, params))
 
     dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
     try:
@@ -145,3 +153,55 @@ def test_list_reads_a_page_not_the_table(new_job, emulator):
     assert [name for name, _ in calls] == ["Query", "BatchGetItem"]
     assert calls[0][1]["Limit"] == 3
     assert "Scan" not in [name for name, _ in calls]
+
+
+def test_stats_follow_the_table_when_jobs_expire(emulator):
+    """Issue 7.6: the counters follow the jobs in the table. A job whose TTL expires is deleted
+    by DynamoDB (a REMOVE on the table's stream, as any deletion), and leaves the counters: an
+    owner's stats then equal a full listing of its jobs."""
+    from shared.aws import client
+
+    owner = f"expiry-{uuid.uuid4().hex[:8]}"
+    made = []
+    for status in (JobStatus.COMPLETED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING):
+        now = utcnow()
+        job = Job(
+            job_id=str(uuid.uuid4()),
+            status=JobStatus.PENDING,
+            owner=owner,
+            request=GenerateRequest(prompt="expiry"),
+            created_at=now,
+            updated_at=now,
+        )
+        store().create(job)
+        if status in (JobStatus.COMPLETED, JobStatus.FAILED):
+            store().transition(job.job_id, JobStatus.PROCESSING, change=lambda j: setattr(j, "started_at", utcnow()))
+            time.sleep(0.01)
+        if status.terminal:
+            store().transition(job.job_id, status)
+        made.append(store().get(job.job_id))
+
+    def listed() -> dict[str, int]:
+        jobs, cursor = store().list_jobs(owner=owner, limit=100)
+        assert cursor is None
+        counts = {s.value: sum(j.status == s for j in jobs) for s in JobStatus}
+        return counts | {"submitted": len(jobs)}
+
+    counted = [*(s.value for s in JobStatus), "submitted"]
+    emulator.counters.settle()
+    stats = store().stats(owner)
+    assert {k: stats[k] for k in counted} == listed()
+    assert listed() == {"pending": 1, "processing": 0, "completed": 2, "failed": 1, "cancelled": 1, "submitted": 5}
+    # The sums of the jobs' usage (their AWS cost) follow the jobs too.
+    assert stats["usage_write_units"] == sum(j.usage.write_units for j in made)
+    expired = made[0]
+    assert expired.expires_at  # a finished job carries its TTL
+    client("dynamodb").delete_item(TableName=store().table, Key={"pk": {"S": expired.job_id}})  # what TTL does
+    emulator.counters.settle()
+    after = store().stats(owner)
+    assert {k: after[k] for k in counted} == listed()
+    assert after["completed"] == 1 and after["submitted"] == 4
+    lasted = int((expired.finished_at - expired.started_at).total_seconds() * 1000)
+    assert lasted > 0 and after["duration_ms"] == stats["duration_ms"] - lasted
+    assert after["usage_write_units"] == stats["usage_write_units"] - expired.usage.write_units
+    assert after["metric_total_count"] == stats["metric_total_count"] - 1

@@ -15,7 +15,7 @@ from PIL import Image
 
 from local.replicate_double import SDXL_VERSION, Fault, ReplicateDouble, sign
 from shared.aws import client
-from tests.conftest import executions_of, status_of, submit, unique_prompt, wait_for, wait_until_done
+from tests.conftest import executions_of, stats_of, status_of, submit, unique_prompt, wait_for, wait_until_done
 
 FLUX = "black-forest-labs/flux-schnell"
 
@@ -53,6 +53,18 @@ def predictions_for(double: ReplicateDouble, prompt: str) -> list:
     return [p for p in double.predictions.values() if p.input.get("prompt") == prompt]
 
 
+def entered_states(emulator, job_id: str) -> list[str]:
+    """The states the job's (one) execution entered, once it ended."""
+
+    def ended() -> dict | None:
+        executions = executions_of(emulator, job_id)
+        return executions[0] if executions and executions[0]["status"] != "RUNNING" else None
+
+    execution = wait_for(ended, what=f"the execution of {job_id} to end")
+    history = client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+
+
 def download(url: str) -> Image.Image:
     response = httpx.get(url)
     assert response.status_code == 200
@@ -88,6 +100,8 @@ def test_the_default_model_completes_with_images_in_our_storage(api, provider, e
     assert head["Metadata"]["seed"] == str(prediction.input["seed"])
     assert float(head["Metadata"]["predict_time"]) > 0
     assert all("authorization" not in r.headers for r in double.file_requests), "our token never goes to the CDN"
+    # One state transition in every mode: with webhooks the worker finishes what Generate started.
+    assert entered_states(emulator, job_id) == ["Generate"]
 
     if mode == "sync":
         assert prediction.headers["prefer"] == "wait=5"
@@ -100,7 +114,7 @@ def test_the_default_model_completes_with_images_in_our_storage(api, provider, e
             d for d in double.webhook_deliveries if d.prediction_id == prediction.id and d.event == "completed"
         ]
         assert [d.status_code for d in completed] == [200]
-        assert prediction.get_calls <= 1, "no polling while a webhook is expected"
+        assert prediction.get_calls == 0, "no polling while a webhook is expected, none to finish"
 
 
 def test_progress_from_webhook_logs_rises_while_a_client_polls(api, provider, double):
@@ -161,16 +175,16 @@ def test_sdxl_runs_by_version_with_the_old_parameters_mapped(api, provider, doub
         ({"prompt": "x", "model": "stability-ai/sdxl", "parameters": {"width": 2048}}, "parameters.width"),
     ],
 )
-def test_parameters_are_validated_for_the_model_that_runs_the_job(api, provider, double, body, field):
+def test_parameters_are_validated_for_the_model_that_runs_the_job(api, provider, double, emulator, body, field):
     provider("poll")
-    before = api.get("/api/v1/stats").json()["total_jobs"]
+    before = stats_of(api, emulator)["total_jobs"]
     creates = double.create_calls
     response = api.post("/api/v1/generate", json=body)
     assert response.status_code == 422, response.text
     error = response.json()
     assert error["code"] == "VALIDATION_ERROR"
     assert [e["field"] for e in error["errors"]] == [field]
-    assert api.get("/api/v1/stats").json()["total_jobs"] == before, "nothing stored"
+    assert stats_of(api, emulator)["total_jobs"] == before, "nothing stored"
     assert double.create_calls == creates
 
 
@@ -389,6 +403,86 @@ def test_a_duplicate_completed_webhook_is_harmless(api, provider, double, emulat
     assert [e["status"] for e in executions_of(emulator, job_id)] == ["SUCCEEDED"]
 
 
+def test_a_lost_hand_over_to_the_worker_falls_back_to_collect(api, provider, double, emulator, monkeypatch):
+    """The completed webhook cannot invoke the worker: nothing is lost, the heartbeat lapses and
+    Collect polls, copies and completes (two transitions instead of one)."""
+    import shared.webhooks
+
+    def unavailable(task: dict) -> None:
+        raise RuntimeError("Lambda unavailable")
+
+    monkeypatch.setattr(shared.webhooks, "hand_to_worker", unavailable)
+    provider("webhook", HEARTBEAT_SECONDS="2")
+    job_id = submit(api, unique_prompt("lost hand-over"))
+    job = wait_until_done(api, job_id, timeout=20)
+    assert job["status"] == "completed", job
+    assert entered_states(emulator, job_id) == ["Generate", "Collect"]
+
+
+def test_a_crashed_finish_is_tried_again_by_lambda(api, provider, double, emulator, monkeypatch):
+    """The worker's asynchronous invoke crashes before it can tell the workflow: Lambda's own
+    retry of the event finishes the job, still in one transition."""
+    from shared.attempt import Attempt
+
+    real_finish, calls = Attempt.finish, []
+
+    def crash_once(self):
+        calls.append(self.task.job_id)
+        if len(calls) == 1:
+            raise RuntimeError("worker crashed")
+        return real_finish(self)
+
+    monkeypatch.setattr(Attempt, "finish", crash_once)
+    provider("webhook", HEARTBEAT_SECONDS="30")
+    job_id = submit(api, unique_prompt("crashed finish"))
+    job = wait_until_done(api, job_id, timeout=20)
+    assert job["status"] == "completed", job
+    assert calls == [job_id, job_id]
+    assert entered_states(emulator, job_id) == ["Generate"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [(Fault.fail("CUDA out of memory"), "GENERATION_FAILED"), (Fault.corrupt_image(), "INVALID_OUTPUT")],
+    ids=["failed", "corrupt"],
+)
+def test_a_failure_while_finishing_is_recorded_by_the_workflow(api, provider, double, emulator, fault, code):
+    provider("webhook", HEARTBEAT_SECONDS="30")
+    prompt = unique_prompt(f"finish {code.lower()}")
+    double.script(prompt, fault)
+    job_id = submit(api, prompt)
+    job = wait_until_done(api, job_id, timeout=20)
+    assert (job["status"], job["error"]["code"]) == ("failed", code), job
+    assert entered_states(emulator, job_id) == ["Generate", "RecordFailure", "JobFailed"]
+
+
+def test_a_transient_error_while_finishing_is_retried_by_the_workflow(api, provider, double, emulator, monkeypatch):
+    """Storing the first copy fails (S3 unavailable): the Generate state's Retry runs it again,
+    which finds the prediction done and finishes."""
+    import shared.output_files
+    from shared.errors import TransientError
+
+    real_put, failures = shared.output_files.put_output, []
+
+    def unavailable_once(key, *args, **kwargs):
+        if not failures and key.startswith(f"outputs/{job_id}/"):
+            failures.append(key)
+            raise TransientError("storage unavailable")
+        return real_put(key, *args, **kwargs)
+
+    monkeypatch.setattr(shared.output_files, "put_output", unavailable_once)
+    provider("webhook", HEARTBEAT_SECONDS="30")
+    prompt = unique_prompt("finish transient")
+    job_id = submit(api, prompt)
+    job = wait_until_done(api, job_id, timeout=20)
+    assert job["status"] == "completed", job
+    assert failures, "the first copy failed"
+    assert entered_states(emulator, job_id) == ["Generate"]
+    [execution] = executions_of(emulator, job_id)
+    history = client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])["events"]
+    assert len([e for e in history if e["type"] == "TaskFailed"]) == 1, "the Generate state's retry"
+
+
 @pytest.mark.parametrize("how", ["signature", "timestamp"])
 def test_forged_or_stale_webhooks_are_rejected_and_change_nothing(api, provider, double, how):
     provider("webhook", HEARTBEAT_SECONDS="2")
@@ -511,31 +605,37 @@ def test_with_webhooks_the_create_call_does_not_wait_for_the_prediction(api, pro
 
 def test_the_first_try_marks_its_create_in_the_start_write(api, provider, double):
     """The mark that a create is being sent rides on the write that starts the job (one paid write
-    fewer), and a first try never searches the provider for an earlier create."""
+    fewer), and a first try never searches the provider for an earlier create. The ended job sheds
+    the mark (and the rest of the running attempt's bookkeeping): its last writes pay for fewer bytes."""
     from shared.job_store import store
 
     provider("webhook")
     prompt = unique_prompt("create mark")
-    writes: list[dict] = []
+    writes: list[tuple[str, dict]] = []
     dynamodb = client("dynamodb")
 
     def record(params, model, **_):
-        if model.name == "UpdateItem":
-            writes.append(params)
+        writes.append((model.name, params))
 
     before = len(double.requests)
-    dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", record)
+    dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
     try:
         job_id = submit(api, prompt)
         job = wait_until_done(api, job_id, timeout=20)
     finally:
-        dynamodb.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", record)
+        dynamodb.meta.events.unregister("provide-client-params.dynamodb.*", record)
     assert job["status"] == "completed", job
-    stored = store().get(job_id)
-    assert stored.prediction_requested_at == stored.started_at
-    job_updates = [w for w in writes if w["Key"]["pk"]["S"] == job_id]
+    [start] = [
+        p["Item"]
+        for name, p in writes
+        if name == "PutItem" and p["Item"]["pk"]["S"] == job_id and p["Item"]["status"]["S"] == "processing"
+    ]
+    assert start["prediction_requested_at"] == start["started_at"]
+    job_updates = [p for name, p in writes if name == "UpdateItem" and p["Key"]["pk"]["S"] == job_id]
     assert not [w for w in job_updates if "prediction_requested_at" in json.dumps(w)], job_updates
     assert not [r for r in double.requests[before:] if r.method == "GET" and r.path == "/v1/predictions"]
+    stored = store().get(job_id)
+    assert stored.prediction_requested_at is stored.webhook_nonce is stored.task_token is None
 
 
 def test_routine_webhook_deliveries_write_no_info_line(api, provider, double, caplog):

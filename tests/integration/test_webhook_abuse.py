@@ -1,5 +1,6 @@
 """Webhook deliveries that must cost nothing: forged ones (no call to the provider, no 5xx) and
-validly signed ones whose body is not a prediction we can read (acknowledged and ignored)."""
+validly signed ones whose body is not a prediction we can read (acknowledged and ignored); and
+the webhook function's public URL, which serves the webhook and nothing else."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from local.gateway import http_api_event
 from local.replicate_double import ReplicateDouble, sign
 from shared import webhooks
+from shared.schemas import WEBHOOK_PATH
+from tests.conftest import stats_of
 
 SECRET_PATH = "/v1/webhooks/default/secret"
 WEBHOOK = "/api/v1/webhooks/replicate?job_id=no-such-job&attempt=1&nonce=n"
@@ -101,3 +105,40 @@ def test_a_signed_delivery_with_wrongly_typed_fields_is_ignored_not_a_500(api, f
     response = api.post(WEBHOOK, content=body, headers=signed(fetched_secret.webhook_secret, body))
     assert response.status_code == 200, response.text
     assert response.json() == {"outcome": "ignored: malformed prediction"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/generate"),
+        ("GET", "/api/v1/jobs"),
+        ("GET", "/api/v1/stats"),
+        ("POST", "/admin/v1/generate"),
+        ("GET", "/health"),
+        ("GET", "/openapi.json"),
+        ("GET", WEBHOOK_PATH),
+        ("POST", WEBHOOK_PATH + "/"),
+        ("POST", "/"),
+    ],
+)
+def test_the_webhook_url_serves_nothing_but_the_webhook(api, emulator, method, path):
+    """Deployed, the webhook function has a public URL (no authorizer): every other path or method
+    that reaches it is a 404, whatever it would have been on the API, and changes nothing."""
+    before = stats_of(api, emulator)["total_jobs"]
+    body = json.dumps({"prompt": "a lighthouse"}).encode()
+    event = http_api_event(method, path, {"content-type": "application/json"}, body, "203.0.113.7")
+    reply = emulator.runtime.invoke("webhook", event)
+    assert reply["statusCode"] == 404, reply
+    assert json.loads(reply["body"])["code"] == "NOT_FOUND"
+    assert stats_of(api, emulator)["total_jobs"] == before
+
+
+def test_an_oversized_or_undecodable_delivery_is_refused_before_its_signature_is_checked(api, fetched_secret):
+    double = fetched_secret
+    before = secret_fetches(double)
+    big = json.dumps({"id": "p1", "status": "processing", "logs": "x" * 70_000})
+    response = api.post(WEBHOOK, content=big, headers=signed(double.webhook_secret, big))
+    assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    response = api.post(WEBHOOK, content=b"\xff\xfe not text", headers={"content-type": "application/octet-stream"})
+    assert response.status_code == 401 and response.json()["code"] == "INVALID_SIGNATURE"
+    assert secret_fetches(double) == before

@@ -24,7 +24,7 @@ def reporter(monkeypatch):
     writes: list[int] = []
 
     class Store:
-        def set_progress(self, job_id: str, attempt_number: int, value: int) -> None:
+        def set_progress(self, job: Job, value: int) -> None:
             writes.append(value)
 
     clock = Clock()

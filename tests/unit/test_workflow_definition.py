@@ -60,9 +60,13 @@ def test_every_task_has_a_timeout(definition):
     assert tasks and all(isinstance(t.get("TimeoutSeconds"), int) for t in tasks)
 
 
-def test_the_happy_path_is_two_states(definition):
+def test_the_happy_path_is_one_state_and_collect_a_fallback(definition):
+    """Generate ends the execution (its callback means the attempt ended); Collect is entered only
+    when the heartbeat lapses or the deadline passes."""
     generate = definition["States"][definition["StartAt"]]
-    assert generate["Next"] == "Collect"
+    assert generate.get("End") is True and "Next" not in generate
+    to_collect = [c for c in generate["Catch"] if c["Next"] == "Collect"]
+    assert [c["ErrorEquals"] for c in to_collect] == [["States.HeartbeatTimeout", "States.Timeout"]]
     assert definition["States"]["Collect"].get("End") is True
 
 
