@@ -91,6 +91,7 @@ class Attempt:
         self.generation = generation(self.settings)
         # This try's start already marked that a create is about to be sent (see Run.create_marked).
         self.create_marked = False
+        self.prediction_id: str | None = None  # the prediction this worker started or adopted
 
     # ---- the two states ----------------------------------------------------------------------
     def generate(self) -> dict[str, Any]:
@@ -208,6 +209,7 @@ class Attempt:
         """The attempt's prediction, started or found (see Generation.start)."""
 
         def record(fields: dict[str, Any]) -> None:
+            self.prediction_id = fields.get("prediction_id", self.prediction_id)  # known before it is stored
             store().update_running(job, fields)
 
         run = Run(
@@ -305,8 +307,11 @@ class Attempt:
         if job.attempt == self.task.attempt and not job.status.terminal:
             raise TransientError("The job changed while the worker was busy; trying again")
         logger.info("Job stopped running while the worker was busy", extra={"status": job.status})
-        if job.prediction_id:
-            cancel_quietly(self.generation, job.prediction_id)
+        # This attempt's prediction only, never the job's current one: a retry may have started
+        # another. The id this worker started may not have reached the job (the write refused).
+        mine = self.prediction_id or job.prediction_of(self.task.attempt)
+        if mine:
+            cancel_quietly(self.generation, mine)
         return {"status": job.status.value}
 
     def _call_back(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -357,7 +362,7 @@ def _first_line(text: str | None, limit: int = 300) -> str:
     return lines[0][:limit] if lines else "no details"
 
 
-def cancel_prediction(job: Job) -> None:
-    """Cancel the job's prediction on the provider, if it has one (the finalizer's clean-up)."""
-    if job.prediction_id:
-        cancel_quietly(generation(), job.prediction_id)
+def cancel_prediction(prediction_id: str | None) -> None:
+    """Cancel an attempt's prediction on the provider, if it has one (the finalizer's clean-up)."""
+    if prediction_id:
+        cancel_quietly(generation(), prediction_id)

@@ -523,6 +523,7 @@ def _close_attempt(job: Job) -> None:
             started_at=job.started_at,
             finished_at=job.finished_at,
             error=job.error,
+            prediction_id=job.prediction_id,
         )
     )
 

@@ -292,8 +292,7 @@ def finalize(failure: Failure) -> dict[str, Any]:
 
     meter().add(transitions=failure.transitions)
     job = record_failure(failure.job_id, failure.attempt, failure.code, failure.message)
-    current = store().get(failure.job_id)
-    if current.attempt == failure.attempt:
-        cancel_prediction(current)
+    # That attempt's prediction, even if a retry already started the next one (its own is kept).
+    cancel_prediction(store().get(failure.job_id).prediction_of(failure.attempt))
     error = {"code": failure.code, "message": failure.message}
     return {"job_id": failure.job_id, "recorded": job is not None, "error": error}

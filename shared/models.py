@@ -165,6 +165,7 @@ class Attempt(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: JobError | None = None
+    prediction_id: str | None = Field(default=None, description="Its prediction on Replicate, if it made one")
 
 
 class Job(BaseModel):
@@ -207,6 +208,12 @@ class Job(BaseModel):
     task_token: str | None = None
     webhook_nonce: str | None = None
     prediction_requested_at: datetime | None = None
+
+    def prediction_of(self, attempt: int) -> str | None:
+        """An attempt's prediction: the current one's, or the one its history kept when it ended."""
+        if attempt == self.attempt:
+            return self.prediction_id
+        return next((a.prediction_id for a in reversed(self.attempts) if a.attempt == attempt), None)
 
 
 def utcnow() -> datetime:

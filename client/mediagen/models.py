@@ -88,6 +88,7 @@ class Attempt(_Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: JobError | None = None
+    prediction_id: str | None = None
 
 
 @dataclass(frozen=True)

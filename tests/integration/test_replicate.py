@@ -650,3 +650,28 @@ def test_routine_webhook_deliveries_write_no_info_line(api, provider, double, ca
     assert len([d for d in double.webhook_deliveries if d.prediction_id == prediction.id]) >= 2
     delivered = [r for r in caplog.records if r.getMessage() == "Webhook delivered" and r.levelno >= logging.INFO]
     assert delivered == [], [r.__dict__.get("outcome") for r in delivered]
+
+
+def test_a_late_worker_of_an_old_attempt_never_cancels_the_new_attempts_prediction(api, provider, double):
+    # Given a job cancelled while its first prediction ran, then retried: attempt 2 has its own
+    from shared.attempt import Attempt, AttemptTask
+    from shared.models import utcnow
+
+    provider("poll")
+    prompt = unique_prompt("late worker")
+    double.script(prompt, Fault.slow(8))
+    job_id = submit(api, prompt)
+    wait_for(lambda: predictions_for(double, prompt) and status_of(api, job_id)["status"] == "processing")
+    assert api.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+    assert api.post(f"/api/v1/jobs/{job_id}/retry").status_code == 202
+    wait_for(lambda: len(predictions_for(double, prompt)) == 2, what="attempt 2's prediction")
+    first, second = predictions_for(double, prompt)  # in creation order
+    double.wait_for_status(first.id, "canceled", timeout=10)  # by the cancel, as ever
+
+    # When attempt 1's worker finds, late, that the job changed under it
+    task = AttemptTask(job_id=job_id, attempt=1, execution_started_at=utcnow(), job_timeout_seconds=60)
+    assert Attempt(task, lambda: 30.0)._stopped()["status"] == "processing"
+
+    # Then attempt 2's prediction runs on, and so does the job
+    assert wait_until_done(api, job_id, timeout=30)["status"] == "completed"
+    assert not second.cancel_requested
