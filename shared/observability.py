@@ -4,14 +4,17 @@ Each handler decorates itself with `logger.inject_lambda_context`, `metrics.log_
 `tracer.capture_lambda_handler`; shared code only appends keys, adds metrics and opens subsegments.
 
 Tracing costs nothing at init: Powertools' Tracer (and the X-Ray SDK under it) is made at the first
-traced invocation, and each library whose calls are traced is patched when it is first imported,
+sampled invocation, and each library whose calls are traced is patched when it is first imported,
 so a cold start pays only for what its code path uses. (Patching every library at init imported
 botocore's client and its docs modules before any handler ran: about 110 ms of the api's init.)
+An invocation that X-Ray does not sample (99% of them at the deployed rate) records nothing
+whatever the SDK does, so until a sampled one arrives the container never loads the SDK at all.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -60,10 +63,18 @@ class LazyTracer:
         @functools.wraps(handler)
         def wrapper(event: Any, context: Any) -> Any:
             nonlocal traced
+            if traced is None and not _sampled():
+                return handler(event, context)
             traced = traced or self.tracer.capture_lambda_handler(handler)
             return traced(event, context)
 
         return wrapper
+
+
+def _sampled() -> bool:
+    """Whether X-Ray samples this invocation: Lambda sets its trace header in the environment for
+    each one (`Sampled=1` or `Sampled=0`)."""
+    return "Sampled=1" in os.environ.get("_X_AMZN_TRACE_ID", "")
 
 
 logger = Logger(service=SERVICE)

@@ -92,6 +92,29 @@ def test_tracing_patches_what_is_imported_once_the_first_event_arrives() -> None
     }
 
 
+def test_an_unsampled_invocation_loads_nothing_of_the_x_ray_sdk_until_a_sampled_one() -> None:
+    """X-Ray records nothing of an unsampled invocation (99% at the deployed rate): it runs the
+    handler alone; the first sampled one makes the tracer, which patches what is already imported."""
+    code = """
+        import json, os, sys
+        from shared.observability import tracer
+
+        @tracer.capture_lambda_handler
+        def handler(event, context):
+            import boto3
+            boto3.client("dynamodb")
+            return "aws_xray_sdk" in sys.modules
+
+        os.environ["_X_AMZN_TRACE_ID"] = os.environ["_X_AMZN_TRACE_ID"].replace("Sampled=1", "Sampled=0")
+        unsampled = [handler({}, None), handler({}, None)]
+        os.environ["_X_AMZN_TRACE_ID"] = os.environ["_X_AMZN_TRACE_ID"].replace("Sampled=0", "Sampled=1")
+        sampled = handler({}, None)
+        patched = sorted(__import__("aws_xray_sdk.core.patcher").core.patcher._PATCHED_MODULES)
+        print(json.dumps({"unsampled": unsampled, "sampled": sampled, "patched": patched}))
+        """
+    assert run_python(code) == {"unsampled": [False, False], "sampled": True, "patched": ["botocore", "httplib"]}
+
+
 def test_the_fastapi_twin_of_the_api_has_its_routes() -> None:
     """bench/cold_start.py compares the api with it: same methods, paths and operation ids."""
     from bench.fastapi_baseline.app import app as baseline
