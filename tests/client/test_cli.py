@@ -32,6 +32,13 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "mediagen.cli", *args]
 
 
+def at_a_terminal(argv: list[str]) -> list[str]:
+    """`argv` with SIGINT at its default, as a shell at a terminal starts a command: run in the
+    background (CI), the tests would otherwise pass on an ignored SIGINT, and Ctrl-C would do nothing."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", reset, *argv]
+
+
 def env(url: str) -> dict[str, str]:
     return {**os.environ, "MEDIAGEN_URL": url, "TERM": "xterm-256color", "COLUMNS": "120"}
 
@@ -146,7 +153,7 @@ def test_ctrl_c_asks_whether_to_cancel(emulator, configure, answer, status, code
     configure(MOCK_GENERATION_SECONDS="20")
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        command("generate", unique_prompt("ctrl-c"), "--out", "/tmp"),
+        at_a_terminal(command("generate", unique_prompt("ctrl-c"), "--out", "/tmp")),
         env=env(emulator.gateway.url),
         stdin=follower,
         stdout=follower,
