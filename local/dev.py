@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         waiting = f"webhooks to {settings.webhook_base_url}" if settings.webhook_base_url else "polling"
         mode = f"generation on Replicate ({settings.default_model}, {waiting})"
+    auth = "off: every caller is anonymous"
+    key_header = ""
+    if settings.api_auth == "keys":
+        auth = "API keys required: make api-key NAME=<name>"
+        key_header = '-H "Authorization: Bearer $KEY" '
     print(
         f"\n  Media generation service is running ({mode})\n"
         f"  Settings          environment{' + ' + str(dotenv.resolve()) if read else ' (no .env read)'}\n"
@@ -80,8 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         f"  Docs (Swagger UI) {api}/docs\n"
         f"  OpenAPI document  {api}/openapi.json\n"
         f"  Webhook secret    {webhook_secret}  (verifies the client webhooks of jobs made without an API key)\n"
-        f"  Emulated AWS      {emulator.endpoint}  (e.g. aws --endpoint-url {emulator.endpoint} sqs list-queues)\n\n"
-        f"  Try: curl -s -X POST {api}/api/v1/generate -H 'Content-Type: application/json' "
+        f"  Emulated AWS      {emulator.endpoint}  (e.g. aws --endpoint-url {emulator.endpoint} sqs list-queues)\n"
+        f"  Authentication    {auth}\n\n"
+        f"  Try: curl -s -X POST {api}/api/v1/generate {key_header}-H 'Content-Type: application/json' "
         f'-d \'{{"prompt": "a lighthouse at dawn"}}\'\n'
         f"  Ctrl-C to stop.\n",
         flush=True,
