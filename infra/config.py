@@ -36,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "apiThrottleBurstLimit": 40,
     # The provider's webhooks have a function (and URL) of their own, throttled by its reserved
     # concurrency: a flood of (forged) deliveries is refused with 429 and never touches the API's
-    # limits or the other functions' concurrency. Replicate retries refused deliveries.
+    # limits or the other functions' concurrency. Replicate retries refused deliveries. Reserved
+    # at deploy time when the account can spare it (see ReservedConcurrency); 0: never.
     "webhookConcurrency": 10,
     "pendingJobAlarmSeconds": 300,
     "alarmEmail": "",
@@ -95,6 +96,8 @@ class Config:
             raise ValueError(f"stage {stage!r}: lower-case letters, digits and '-', 1-20 characters")
         if str(raw["logLevel"]).upper() not in LOG_LEVELS:
             raise ValueError(f"logLevel must be one of {sorted(LOG_LEVELS)}")
+        if int(raw["webhookConcurrency"]) < 0:
+            raise ValueError("webhookConcurrency must be 0 (no reservation) or more")
         if not 0 <= float(raw["tracingSampleRate"]) <= 1:
             raise ValueError("tracingSampleRate must be between 0 and 1")
         if raw["assets"] not in ("bundles", "source"):

@@ -16,7 +16,7 @@ from infra import spec
 from infra.config import Config
 from infra.constructs import suppress
 from infra.constructs.api import Api
-from infra.constructs.functions import ServiceFunction
+from infra.constructs.functions import ReservedConcurrency, ServiceFunction
 from infra.constructs.jobs_store import JobsStore
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.notify import ClientWebhooks
@@ -117,10 +117,13 @@ class MediaGenerationStack(Stack):
                 environment=env,
                 # Execution-status events the finalizer failed on, after Lambda's async retries.
                 dead_letter_queue=queues.failed_events if name == FINALIZER else None,
-                # The public webhook URL's throttle: a flood is refused with 429 by Lambda.
-                reserved_concurrency=config.webhook_concurrency if name == WEBHOOK else None,
             )
         lambdas = {name: f.function for name, f in functions.items()}
+        if config.webhook_concurrency:
+            # The public webhook URL's throttle: a flood is refused with 429 by Lambda.
+            ReservedConcurrency(
+                self, "WebhookThrottle", function=lambdas[WEBHOOK], count=config.webhook_concurrency, config=config
+            )
         # The provider's webhooks come to a Lambda function URL of their own, not the HTTP API: no
         # request charge per delivery, no authorizer (the function checks the signature).
         webhook_url = lambdas[WEBHOOK].add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)

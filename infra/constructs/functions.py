@@ -11,6 +11,7 @@ from aws_cdk import AssetHashType, BundlingOptions, Duration, ILocalBundling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra import bundle, spec
@@ -68,7 +69,6 @@ class ServiceFunction(Construct):
         config: Config,
         environment: dict[str, str],
         dead_letter_queue: sqs.IQueue | None = None,
-        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.name = function.name
@@ -100,7 +100,55 @@ class ServiceFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
             dead_letter_queue=dead_letter_queue,
-            reserved_concurrent_executions=reserved_concurrency,
         )
         # CreateLogStream + PutLogEvents on this log group only.
         self.log_group.grant_write(self.role)
+
+
+class ReservedConcurrency(Construct):
+    """Reserve `count` concurrent executions for `function` at deploy time, when the account can.
+
+    Lambda refuses a reservation that would leave the account fewer than its minimum unreserved
+    executions (100 on a standard account; new accounts may start with a limit of 10, which can
+    spare none). Set as the function's property, that refusal would fail the whole `cdk deploy`;
+    set here, by CDK's SDK-call custom resource, the refusal is ignored and the function runs
+    unreserved (README, "Deploy to AWS").
+    """
+
+    def __init__(self, scope: Construct, id: str, *, function: lambda_.Function, count: int, config: Config) -> None:
+        super().__init__(scope, id)
+        # Its own role and log group, as every function of the stack: no managed policy.
+        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        logs = log_group(self, "Logs", config)
+        logs.grant_write(role)
+        reserve = cr.AwsSdkCall(
+            service="Lambda",
+            action="putFunctionConcurrency",
+            parameters={"FunctionName": function.function_name, "ReservedConcurrentExecutions": count},
+            physical_resource_id=cr.PhysicalResourceId.of(f"{function.function_name}-reserved-concurrency"),
+            # The account cannot spare it: deploy on, unreserved.
+            ignore_error_codes_matching="InvalidParameterValue.*",
+        )
+        cr.AwsCustomResource(
+            self,
+            "Resource",
+            on_create=reserve,
+            on_update=reserve,
+            on_delete=cr.AwsSdkCall(
+                service="Lambda",
+                action="deleteFunctionConcurrency",
+                parameters={"FunctionName": function.function_name},
+                ignore_error_codes_matching="ResourceNotFound.*",
+            ),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency"],
+                        resources=[function.function_arn],
+                    )
+                ]
+            ),
+            role=role,
+            log_group=logs,
+            install_latest_aws_sdk=False,
+        )

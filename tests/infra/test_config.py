@@ -39,7 +39,7 @@ def test_values_the_functions_would_refuse_fail_the_synth() -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [{"stage": "Prod"}, {"stage": "a" * 21}, {"logLevel": "LOUD"}, {"assets": "docker"}],
+    [{"stage": "Prod"}, {"stage": "a" * 21}, {"logLevel": "LOUD"}, {"assets": "docker"}, {"webhookConcurrency": "-1"}],
 )
 def test_bad_options_are_refused(values: dict) -> None:
     with pytest.raises(ValueError):
@@ -76,3 +76,19 @@ def test_mock_generation_leaves_the_provider_secret_out() -> None:
     assert not [env for env in environments if "REPLICATE_SECRET_ARN" in env]
     with pytest.raises(ValueError, match="true or false"):
         Config.from_context(context(mockGeneration="yes please"))
+
+
+def test_webhook_concurrency_zero_reserves_nothing() -> None:
+    """`-c webhookConcurrency=0` deploys no reservation at all (0 reserved would stop the function)."""
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from infra.app import build
+
+    from .conftest import cdk_context
+
+    app = App(context=cdk_context(webhookConcurrency="0", stage="open"))
+    template = Template.from_stack(build(app, Config.from_context(app.node.try_get_context))).to_json()
+    types = {r["Type"] for r in template["Resources"].values()}
+    assert "Custom::AWS" not in types
+    assert "ReservedConcurrentExecutions" not in json.dumps(template)

@@ -14,6 +14,7 @@ from infra.constructs.functions import ARCHITECTURE, RUNTIME
 from shared.output_files import OUTPUTS_PREFIX
 
 from .conftest import Synthesized
+from .workflow_helpers import token_text
 
 
 def function(synth: Synthesized, name: str) -> tuple[str, dict]:
@@ -192,7 +193,8 @@ def test_function_logs_are_json_without_the_platform_lines(dev: Synthesized, nam
 
 def test_every_log_group_has_a_retention(each_stage: Synthesized) -> None:
     groups = each_stage.resources("AWS::Logs::LogGroup")
-    assert len(groups) == len(spec.FUNCTIONS) + 2  # the functions', the workflow's, the API's access logs
+    # The functions', the workflow's, the API's access logs, the webhook throttle's custom resource.
+    assert len(groups) == len(spec.FUNCTIONS) + 3
     for logical_id, group in groups.items():
         assert group["Properties"].get("RetentionInDays"), logical_id
 
@@ -287,7 +289,27 @@ def test_the_provider_webhook_has_its_own_throttled_url_and_nothing_else_does(de
     [(url_id, url)] = dev.resources("AWS::Lambda::Url").items()
     webhook_id, webhook = function(dev, "webhook")
     assert url["Properties"] == {"AuthType": "NONE", "TargetFunctionArn": {"Fn::GetAtt": [webhook_id, "Arn"]}}
-    assert webhook["Properties"]["ReservedConcurrentExecutions"] == dev.stack.node.try_get_context("webhookConcurrency")
+    # Reserved at deploy time, not as the function's property: an account that cannot spare the
+    # reservation (a new one, limited to 10) would fail the whole deploy on it.
+    assert "ReservedConcurrentExecutions" not in webhook["Properties"]
+    [throttle] = dev.resources("Custom::AWS").values()
+    calls = {
+        event: json.loads(token_text(throttle["Properties"][event]))
+        for event in ("Create", "Update", "Delete")
+    }
+    reserve = {
+        "service": "Lambda",
+        "action": "putFunctionConcurrency",
+        "parameters": {
+            "FunctionName": f"<Ref:{webhook_id}>",
+            "ReservedConcurrentExecutions": dev.stack.node.try_get_context("webhookConcurrency"),
+        },
+        "ignoreErrorCodesMatching": "InvalidParameterValue.*",
+    }
+    for event in ("Create", "Update"):
+        assert {k: calls[event][k] for k in reserve} == reserve, event
+    assert calls["Delete"]["action"] == "deleteFunctionConcurrency"
+    assert calls["Delete"]["parameters"] == {"FunctionName": f"<Ref:{webhook_id}>"}
     worker_env = function(dev, "worker")[1]["Properties"]["Environment"]["Variables"]
     assert worker_env["WEBHOOK_BASE_URL"] == {"Fn::GetAtt": [url_id, "FunctionUrl"]}
     integrations = dev.resources("AWS::ApiGatewayV2::Integration").values()
