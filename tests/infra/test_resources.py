@@ -293,10 +293,7 @@ def test_the_provider_webhook_has_its_own_throttled_url_and_nothing_else_does(de
     # reservation (a new one, limited to 10) would fail the whole deploy on it.
     assert "ReservedConcurrentExecutions" not in webhook["Properties"]
     [throttle] = dev.resources("Custom::AWS").values()
-    calls = {
-        event: json.loads(token_text(throttle["Properties"][event]))
-        for event in ("Create", "Update", "Delete")
-    }
+    calls = {event: json.loads(token_text(throttle["Properties"][event])) for event in ("Create", "Update", "Delete")}
     reserve = {
         "service": "Lambda",
         "action": "putFunctionConcurrency",
