@@ -26,7 +26,7 @@ from local.event_sources import ExecutionStatusEvents, SqsEventSource, StreamEve
 from local.gateway import Gateway
 from local.lambdas import ACCOUNT, REGION, LambdaRuntime, function_arn
 from local.moto_transport import InProcessTransport
-from shared.aws import client, reset_clients
+from shared.aws import client, new_session, reset_clients
 from shared.schemas import WEBHOOK_PATH
 from shared.settings import get_settings
 
@@ -178,10 +178,10 @@ class Emulator:
     def _hook_default_session(self) -> None:
         import boto3
 
-        reset_clients()
-        # A fresh default session, then the hooks on it (Lambda invokes, the in-process path to
-        # moto): the functions' clients and the workflow's task clients come from it.
-        boto3.setup_default_session()
+        # A fresh session, then the hooks on it (Lambda invokes, the in-process path to moto): the
+        # functions' clients come from it (shared/aws.py), and boto3's default session, which
+        # moto's workflow tasks use, wraps the same one.
+        boto3.setup_default_session(botocore_session=new_session())
         self.runtime.install(boto3.DEFAULT_SESSION)
         self.transport.install(boto3.DEFAULT_SESSION)
 

@@ -88,14 +88,41 @@ class StoreBusy(ServiceError):
     code = "BUSY"
 
 
-def _serializer():
-    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+class _AttributeSerializer:
+    """Python to DynamoDB's attribute values, as boto3's TypeSerializer makes them for the types
+    stored here (no sets, no binary). boto3's own would import boto3 (and s3transfer) at every
+    cold start for it; Powertools ships the deserializer alone."""
 
-    return TypeSerializer(), TypeDeserializer()
+    def serialize(self, value: Any) -> dict[str, Any]:
+        from aws_lambda_powertools.shared.dynamodb_deserializer import DYNAMODB_CONTEXT
+
+        if value is None:
+            return {"NULL": True}
+        if isinstance(value, bool):
+            return {"BOOL": value}
+        if isinstance(value, int | Decimal):
+            # DynamoDB's range and precision: out of it is an error, never a rounded number.
+            number = str(DYNAMODB_CONTEXT.create_decimal(value))
+            if number in ("Infinity", "-Infinity", "NaN", "sNaN"):
+                raise TypeError(f"{number} is not a DynamoDB number")
+            return {"N": number}
+        if isinstance(value, str):
+            return {"S": value}
+        if isinstance(value, dict):
+            return {"M": {k: self.serialize(v) for k, v in value.items()}}
+        if isinstance(value, list | tuple):
+            return {"L": [self.serialize(v) for v in value]}
+        raise TypeError(f"Unsupported type {type(value).__name__} for a DynamoDB attribute")
+
+
+def _serializer():
+    from aws_lambda_powertools.shared.dynamodb_deserializer import TypeDeserializer
+
+    return _AttributeSerializer(), TypeDeserializer()
 
 
 def _to_dynamo(value: Any) -> Any:
-    """Plain Python to what boto3's serializer accepts (Decimal, not float; ISO strings for dates)."""
+    """Plain Python to what the serializer accepts (Decimal, not float; ISO strings for dates)."""
     if hasattr(value, "isoformat"):
         return to_iso(value)
     if isinstance(value, float):

@@ -25,11 +25,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 SERVICE = "media-generation"
 NAMESPACE = "MediaGeneration"
 # What is patched for tracing (X-Ray SDK names), once the module that needs it has been imported.
-# boto3: AWS calls (every client here is made through boto3, whose import loads botocore and
-# urllib3 completely) and urllib's (http.client: the provider's webhook secret). httpx: the
-# provider client, output downloads, client webhook deliveries. (A hook on a submodule, such as
-# botocore.client, would run before its package can see it: the patch fails half-imported.)
-PATCHED_AFTER_IMPORT = {"boto3": ["botocore", "httplib"], "httpx": ["httpx"]}
+# botocore.session: AWS calls (every client here is made from botocore's session, whose import
+# loads botocore's client, endpoint and urllib3 completely; boto3 imports it too) and urllib's
+# (http.client: the provider's webhook secret). httpx: the provider client, output downloads,
+# client webhook deliveries. (A hook on a module that botocore.session's own import pulls in, such
+# as botocore.client, would run before its importers are complete: the patch fails half-imported.)
+PATCHED_AFTER_IMPORT = {"botocore.session": ["botocore", "httplib"], "httpx": ["httpx"]}
 
 
 class LazyTracer:

@@ -71,8 +71,8 @@ def test_tracing_patches_what_is_imported_once_the_first_event_arrives() -> None
 
         @tracer.capture_lambda_handler
         def handler(event, context):
-            import boto3
-            boto3.client("dynamodb")
+            from shared.aws import client
+            client("dynamodb")
             return sorted(__import__("aws_xray_sdk.core.patcher").core.patcher._PATCHED_MODULES)
 
         before = "aws_xray_sdk" in sys.modules
@@ -86,7 +86,7 @@ def test_tracing_patches_what_is_imported_once_the_first_event_arrives() -> None
     )
     assert patched == {
         "before": False,  # nothing of the X-Ray SDK until an event is traced
-        "during": ["botocore", "httplib"],  # once boto3 was imported: AWS calls and urllib
+        "during": ["botocore", "httplib"],  # once botocore's session was imported: AWS calls and urllib
         "after": ["botocore", "httplib", "httpx"],  # httpx when it is imported
         "wrapped": True,
     }
@@ -101,8 +101,8 @@ def test_an_unsampled_invocation_loads_nothing_of_the_x_ray_sdk_until_a_sampled_
 
         @tracer.capture_lambda_handler
         def handler(event, context):
-            import boto3
-            boto3.client("dynamodb")
+            from shared.aws import client
+            client("dynamodb")
             return "aws_xray_sdk" in sys.modules
 
         os.environ["_X_AMZN_TRACE_ID"] = os.environ["_X_AMZN_TRACE_ID"].replace("Sampled=1", "Sampled=0")
@@ -113,6 +113,30 @@ def test_an_unsampled_invocation_loads_nothing_of_the_x_ray_sdk_until_a_sampled_
         print(json.dumps({"unsampled": unsampled, "sampled": sampled, "patched": patched}))
         """
     assert run_python(code) == {"unsampled": [False, False], "sampled": True, "patched": ["botocore", "httplib"]}
+
+
+def test_a_job_is_stored_and_read_without_boto3() -> None:
+    """The clients come from botocore's session and the items are (de)serialized without boto3:
+    importing it would also load s3transfer and its resource layer at every cold start."""
+    loaded = run_python(
+        """
+        import json, sys
+        from decimal import Decimal
+        from shared.aws import client
+        from shared.job_store import JobStore
+
+        client("dynamodb")
+        store = JobStore()
+        item = {"job_id": "j", "n": 7, "x": 1.5, "ok": True, "none": None, "m": {"l": [1, "a"]}}
+        assert store._unmarshal(store._marshal(item)) == {k: v for k, v in item.items() if v is not None}
+        try:
+            store._marshal({"tiny": Decimal("1e-200")})
+        except Exception as exc:
+            refused = type(exc).__name__
+        print(json.dumps({"loaded": [m for m in ("boto3", "s3transfer") if m in sys.modules], "refused": refused}))
+        """
+    )
+    assert loaded == {"loaded": [], "refused": "Underflow"}
 
 
 def test_the_fastapi_twin_of_the_api_has_its_routes() -> None:
