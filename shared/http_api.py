@@ -47,6 +47,7 @@ class Request:
     query: Any = None
     headers: Any = None
     body: Any = None
+    caller: Any = None  # who is calling, as the router's guard found it
 
     @property
     def raw_headers(self) -> dict[str, str]:
@@ -98,9 +99,13 @@ class RequestInvalid(Exception):
 
 
 class Router:
-    def __init__(self) -> None:
+    def __init__(self, guard: Callable[[Route, Request], None] | None = None) -> None:
+        """`guard(route, request)` runs once the route is found and before anything of the request
+        is read: it may refuse it (raise a ServiceError, e.g. 401), so a caller without access
+        learns nothing from validation errors."""
         self.routes: list[Route] = []
         self._patterns: list[tuple[re.Pattern[str], Route]] = []
+        self._guard = guard
 
     def get(self, path: str, **options: Any) -> Callable:
         return self._route("GET", path, options)
@@ -122,6 +127,8 @@ class Router:
         request = Request(event, context)
         try:
             route, path_values = self._match(event)
+            if self._guard:
+                self._guard(route, request)
             _validate(route, request, path_values)
             answer = route.endpoint(request)
             return _to_event(answer if isinstance(answer, Response) else Response(route.status, answer), request)

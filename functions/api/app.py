@@ -13,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from shared import auth, idempotency, jobs, usage
 from shared import health as health_checks
-from shared.http_api import Request, Response, Router
+from shared.http_api import Request, Response, Route, Router
 from shared.job_store import store
 from shared.models import GenerateRequest
 from shared.observability import logger, metrics, tracer
@@ -41,7 +41,16 @@ VERSION = "1.0.0"
 TITLE = "Media generation API"
 DESCRIPTION = "Submit a prompt, follow the job, download the images. OpenAPI document: /openapi.json"
 
-api = Router()
+
+
+def _authenticate(route: Route, request: Request) -> None:
+    """Every /api/v1 route needs a caller (401 without a valid key where keys are required),
+    checked before the request is validated."""
+    if route.path.startswith(API_PREFIX):
+        request.caller = auth.caller_of(request.event)
+
+
+api = Router(guard=_authenticate)
 
 
 @api.post(
@@ -222,8 +231,8 @@ def openapi_json() -> str:
 
 
 def _caller(request: Request) -> auth.Caller:
-    """Who is calling (401 without a valid key where keys are required)."""
-    return auth.caller_of(request.event)
+    """Who is calling (found by the router's guard, _authenticate)."""
+    return request.caller
 
 
 def _scope(request: Request, owner: str | None) -> str | None:

@@ -51,6 +51,25 @@ def test_requests_without_a_valid_key_get_401_and_store_nothing(api: httpx.Clien
     assert api.get("/health").status_code == 200  # public
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/models", None),  # a route that reads nothing of the caller's
+        ("POST", "/api/v1/generate", {"prompt": ""}),  # an invalid body: 401, not a 422 naming fields
+        ("GET", "/api/v1/jobs?limit=0&page=2", None),  # invalid and unknown query parameters
+        ("GET", "/api/v1/stats", None),
+        ("GET", "/api/v1/jobs/not-a-job", None),
+    ],
+)
+def test_every_api_route_refuses_a_bad_key_before_reading_the_request(api: httpx.Client, keys, method, path, body):
+    _, good = keys()
+    for header in ("Basic abc", "Bearer mg_unknown"):
+        response = api.request(method, path, json=body, headers={"Authorization": header})
+        assert response.status_code == 401, (header, response.text)
+        assert response.json()["code"] == "UNAUTHORIZED"
+    assert api.request(method, path, json=body, headers=good).status_code != 401
+
+
 def test_each_owner_sees_only_its_own_jobs(api: httpx.Client, emulator, keys) -> None:
     _, alice = keys()
     _, bob = keys()
