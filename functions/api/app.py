@@ -42,7 +42,6 @@ TITLE = "Media generation API"
 DESCRIPTION = "Submit a prompt, follow the job, download the images. OpenAPI document: /openapi.json"
 
 
-
 def _authenticate(route: Route, request: Request) -> None:
     """Every /api/v1 route needs a caller (401 without a valid key where keys are required),
     checked before the request is validated."""
