@@ -276,6 +276,36 @@ class JobStore:
         )
         return int(response["Attributes"]["submitted_seq"]["N"])
 
+    def set_queue_seq(self, job: Job) -> None:
+        """Record a new job's place in dispatch order (taken only once the job was admitted, so a
+        refused submit leaves no gap in the sequence). Nothing if it already left the queue."""
+        taken = meter().take() + Usage(write_units=write_units(item_size(self._job_item(job))))
+        added = {USAGE_PREFIX + name: value for name, value in taken.rounded() if value}
+        names = {f"#u{i}": name for i, name in enumerate(added)}
+        values = self._marshal({f":u{i}": v for i, v in enumerate(added.values())})
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key={PK: {"S": job.job_id}},
+                UpdateExpression="SET queue_seq = :seq ADD version :one"
+                + "".join(f", #u{i} :u{i}" for i in range(len(added))),
+                ConditionExpression="#s = :pending AND attempt = :a",
+                ExpressionAttributeNames=names | {"#s": STATUS},
+                ExpressionAttributeValues=values
+                | {
+                    ":seq": {"N": str(job.queue_seq)},
+                    ":one": {"N": "1"},
+                    ":pending": {"S": JobStatus.PENDING.value},
+                    ":a": {"N": str(job.attempt)},
+                },
+            )
+        except Exception as exc:
+            meter().give_back(taken)
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        else:
+            job.version += 1
+
     def mark_dispatched(self, seq: int) -> None:
         """Record that the queue got as far as `seq`. Only ever rises, so a duplicate or late
         delivery changes nothing."""

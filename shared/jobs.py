@@ -55,11 +55,13 @@ def submit(request: GenerateRequest, caller: Caller = ANONYMOUS) -> Job:
         created_at=now,
         updated_at=now,
         queued_at=now,
-        queue_seq=store().next_queue_seq(),
     )
     meter().add(sqs_requests=1)  # its queue message, sent once the job is stored
     store().create(job, max_active=caller.max_active_jobs, max_per_minute=caller.max_submits_per_minute)
     logger.append_keys(job_id=job.job_id)
+    # Its place in dispatch order, taken once it is admitted: a refused submit stores nothing.
+    job.queue_seq = store().next_queue_seq()
+    store().set_queue_seq(job)
     _enqueue_or_fail(job)
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     return job

@@ -95,6 +95,7 @@ def test_active_jobs_quota_is_atomic_and_released_by_cancel_and_failure(api: htt
     prompt = unique_prompt("quota")
     faults.script(prompt, PermanentError("scripted failure"))
     with emulator.dispatch_paused():
+        seq_before = submitted_seq()
         with ThreadPoolExecutor(max_workers=10) as pool:
             answers = list(
                 pool.map(
@@ -109,6 +110,8 @@ def test_active_jobs_quota_is_atomic_and_released_by_cancel_and_failure(api: htt
         refused = next(a for a in answers if a.status_code == 429)
         assert refused.json()["code"] == "ACTIVE_JOBS_LIMIT" and int(refused.headers["retry-after"]) >= 1
         assert len(api.get("/api/v1/jobs?limit=100", headers=alice).json()["jobs"]) == 10
+        # Nor a number in the dispatch order: the queue positions count the 10 jobs only.
+        assert submitted_seq() == seq_before + 10
         # The 40 refused transactions left nothing on the table's stream: the counters say 10.
         assert stats_of(api, emulator, headers=alice)["by_status"]["pending"] == 10
         accepted = [a.json()["job_id"] for a in answers if a.status_code == 202]
@@ -127,9 +130,21 @@ def test_active_jobs_quota_is_atomic_and_released_by_cancel_and_failure(api: htt
     assert api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=alice).status_code == 202
 
 
+def submitted_seq() -> int:
+    """How many jobs were given a place in dispatch order so far."""
+    from shared.aws import client
+    from shared.job_store import QUEUE_KEY
+    from shared.settings import get_settings
+
+    item = client("dynamodb").get_item(TableName=get_settings().jobs_table_name, Key={"pk": {"S": QUEUE_KEY}})
+    return int(item.get("Item", {}).get("submitted_seq", {}).get("N", 0))
+
+
 def test_submit_rate_limit(api: httpx.Client, keys) -> None:
     _, carol = keys(max_submits_per_minute=3, max_active_jobs=100)
+    seq_before = submitted_seq()
     codes = [api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=carol) for _ in range(5)]
+    assert submitted_seq() - seq_before == sum(c.status_code == 202 for c in codes)
     assert [c.status_code for c in codes][:3] == [202, 202, 202]
     limited = [c for c in codes if c.status_code == 429]
     assert limited and limited[0].json()["code"] == "RATE_LIMITED" and 1 <= int(limited[0].headers["retry-after"]) <= 60
