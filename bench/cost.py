@@ -15,7 +15,8 @@ Every billable operation is counted where it happens:
 - Step Functions: state transitions from each execution's history; its log bytes at the template's
   log level; API Gateway: every request the api function serves, and its access log line (the
   provider's webhooks go to the webhook function's URL: Lambda only);
-- X-Ray: trace roots per job x the sampling of the synthesized template.
+- X-Ray: trace roots per job x their sampling in the synthesized template: executions by its
+  sampling rule; invocations of functions in Active mode at Lambda's fixed rate (`-c tracing=all`).
 
 Prices: shared/prices.json (source and date), which the functions price each job's cost with.
 Idle cost: from a `cdk synth` of the stack (alarms, dashboards, secrets). The last line is the
@@ -52,7 +53,8 @@ CLIENT_POLL_SECONDS = 2.0
 # Lambda's own lines per invocation (START, END, REPORT with the XRAY line), as it writes them in
 # text format; a function whose system log level is WARN (JSON format) gets none of them.
 PLATFORM_LOG_BYTES = 330
-# The default X-Ray rule when the template has none: 1 trace/s, then 5%.
+# The default X-Ray rule when the template has none, and Lambda's fixed sampling of the requests an
+# Active function gets without a trace header (per function; no rule changes it): 1 trace/s, then 5%.
 DEFAULT_SAMPLING = {"reservoir": 1, "rate": 0.05}
 
 _context = threading.local()
@@ -541,21 +543,42 @@ def price(run: Run, template: dict[str, Any]) -> tuple[list[tuple[str, str, floa
             log_bytes / 1024**3 * PRICES["cloudwatch_logs_ingested_gb"],
         )
     )
-    # Trace roots: each API request (HTTP APIs do not trace, so the api function starts one), each
-    # provider webhook (its function URL), each dispatcher batch, each execution (its Lambda tasks
-    # join its trace), each finalizer event.
-    starts = ("api", "webhook", "dispatcher", "finalizer")
-    roots = (sum(u.lambda_requests[name] for name in starts) + run.executions) / n
-    rule = sampling(template)
-    per_second = roots * JOBS_PER_MONTH / SECONDS_PER_MONTH
-    fraction = min(
-        1.0, (min(rule["reservoir"], per_second) + rule["rate"] * max(0.0, per_second - rule["reservoir"])) / per_second
-    )
-    traces = roots * fraction
-    rows.append(
-        ("X-Ray", f"{traces:.2f} traces ({fraction:.1%} of {roots:.1f})", traces * PRICES["xray_trace_recorded"])
-    )
+    # Trace roots: each execution, sampled by the template's rule (its Lambda tasks join its
+    # trace); and each invocation of a function in Active mode that arrives without a sampled trace
+    # (an API request: HTTP APIs do not trace; a provider webhook; an SQS, stream or EventBridge
+    # event), which Lambda samples at its fixed rate per function, whatever the rules say.
+    traces = run.executions / n * sampled_share(run.executions / n, sampling(template))
+    roots = run.executions / n
+    for name in active_functions(template):
+        calls = u.lambda_requests[name] / n
+        roots += calls
+        traces += calls * sampled_share(calls, DEFAULT_SAMPLING)
+    share = traces / roots if roots else 0.0
+    rows.append(("X-Ray", f"{traces:.2f} traces ({share:.1%} of {roots:.1f})", traces * PRICES["xray_trace_recorded"]))
     return rows, traces
+
+
+def sampled_share(per_job: float, rule: dict[str, float]) -> float:
+    """The share of `per_job` trace roots a rule records at JOBS_PER_MONTH: its reservoir (traces a
+    second) first, then its rate."""
+    per_second = per_job * JOBS_PER_MONTH / SECONDS_PER_MONTH
+    if not per_second:
+        return 0.0
+    kept = min(rule["reservoir"], per_second) + rule["rate"] * max(0.0, per_second - rule["reservoir"])
+    return min(1.0, kept / per_second)
+
+
+def active_functions(template: dict[str, Any]) -> list[str]:
+    """The functions whose tracing mode is Active (they start traces of their own)."""
+    from infra.spec import FUNCTIONS
+
+    found = []
+    for function in resources(template, "AWS::Lambda::Function"):
+        props = function["Properties"]
+        name = next((n for n in FUNCTIONS if str(props.get("FunctionName", "")).endswith(f"-{n}")), None)
+        if name and (props.get("TracingConfig") or {}).get("Mode") == "Active":
+            found.append(name)
+    return found
 
 
 MODES = {
@@ -671,7 +694,8 @@ def report(runs: list[Run], template: dict[str, Any], context: dict[str, str]) -
         print(f"  {name.ljust(width)}{str(count).ljust(56)}${cost:9.2f}")
     print(f"  {'total'.ljust(width)}{''.ljust(56)}${sum(c for _, _, c in idle):9.2f}")
     if DEPLOYED_DEFAULT in totals:
-        print(f"total per 1M jobs (deployed defaults): ${totals[DEPLOYED_DEFAULT] * 1e6:.2f}")
+        setting = "deployed defaults" if not context else f"deployed defaults with {shown}"
+        print(f"total per 1M jobs ({setting}): ${totals[DEPLOYED_DEFAULT] * 1e6:.2f}")
 
 
 if __name__ == "__main__":

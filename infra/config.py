@@ -43,10 +43,15 @@ DEFAULTS: dict[str, Any] = {
     "alarmEmail": "",
     # false: no alarms, no dashboard (saves their monthly cost; the secret's $0.40 remains).
     "monitoring": True,
-    # Share of requests X-Ray traces (our sampling rule, no per-second reservoir: at a million
-    # jobs a month the default rule's 1 trace/s alone would record ~2.6M traces). 1% still records
-    # ~160,000 traces a month at that volume; raise it to debug a stage.
+    # Share of workflow executions X-Ray traces (our sampling rule, no per-second reservoir: at a
+    # million jobs a month the default rule's 1 trace/s alone would record ~2.6M traces); the
+    # functions an execution calls join its trace. Raise it to debug a stage.
     "tracingSampleRate": 0.01,
+    # "workflow": functions trace only within a sampled trace (Lambda's PassThrough), so API
+    # requests and provider webhooks are not traced. "all": every function starts traces too
+    # (Active): Lambda samples those at its own fixed rate, 1 request a second and 5% of the rest
+    # per function, which no sampling rule changes (about $30 per million jobs; `make cost`).
+    "tracing": "workflow",
     # Browser origins allowed by CORS (API Gateway answers the preflights); empty: CORS off.
     "corsAllowedOrigins": [],
     # "bundles": ship each function's package, built by infra/bundle.py when CDK stages the asset.
@@ -79,6 +84,7 @@ class Config:
     alarm_email: str
     monitoring: bool
     tracing_sample_rate: float
+    tracing: str
     assets: str
     cors_allowed_origins: tuple[str, ...] = ()
 
@@ -100,6 +106,8 @@ class Config:
             raise ValueError("webhookConcurrency must be 0 (no reservation) or more")
         if not 0 <= float(raw["tracingSampleRate"]) <= 1:
             raise ValueError("tracingSampleRate must be between 0 and 1")
+        if raw["tracing"] not in ("workflow", "all"):
+            raise ValueError("tracing must be 'workflow' or 'all'")
         if raw["assets"] not in ("bundles", "source"):
             raise ValueError("assets must be 'bundles' or 'source'")
         config = cls(
@@ -121,6 +129,7 @@ class Config:
             alarm_email=str(raw["alarmEmail"] or ""),
             monitoring=raw["monitoring"],
             tracing_sample_rate=float(raw["tracingSampleRate"]),
+            tracing=str(raw["tracing"]),
             assets=str(raw["assets"]),
             cors_allowed_origins=tuple(str(o) for o in raw["corsAllowedOrigins"]),
         )

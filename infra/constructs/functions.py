@@ -1,6 +1,6 @@
 """One Lambda function of infra/spec.py FUNCTIONS, the same way for all of them: arm64, its own role
 (no managed policy: it may write its own log group and nothing else until granted more), a log
-group with retention, active X-Ray tracing, and its deployment package from infra/bundle.py."""
+group with retention, X-Ray tracing (see the `tracing` option), and its deployment package from infra/bundle.py."""
 
 from __future__ import annotations
 
@@ -97,7 +97,9 @@ class ServiceFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
             application_log_level_v2=APPLICATION_LOG_LEVELS[config.log_level],
-            tracing=lambda_.Tracing.ACTIVE,
+            # Active: Lambda samples requests without a trace header at its own fixed rate (see
+            # the `tracing` option); PassThrough: traced only inside a sampled trace.
+            tracing=lambda_.Tracing.ACTIVE if config.tracing == "all" else lambda_.Tracing.PASS_THROUGH,
             environment=environment,
             dead_letter_queue=dead_letter_queue,
         )

@@ -39,7 +39,14 @@ def test_values_the_functions_would_refuse_fail_the_synth() -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [{"stage": "Prod"}, {"stage": "a" * 21}, {"logLevel": "LOUD"}, {"assets": "docker"}, {"webhookConcurrency": "-1"}],
+    [
+        {"stage": "Prod"},
+        {"stage": "a" * 21},
+        {"logLevel": "LOUD"},
+        {"assets": "docker"},
+        {"webhookConcurrency": "-1"},
+        {"tracing": "some"},
+    ],
 )
 def test_bad_options_are_refused(values: dict) -> None:
     with pytest.raises(ValueError):
@@ -78,8 +85,9 @@ def test_mock_generation_leaves_the_provider_secret_out() -> None:
         Config.from_context(context(mockGeneration="yes please"))
 
 
-def test_webhook_concurrency_zero_reserves_nothing() -> None:
-    """`-c webhookConcurrency=0` deploys no reservation at all (0 reserved would stop the function)."""
+def test_options_for_an_open_stage_webhooks_unreserved_and_every_function_tracing() -> None:
+    """`-c webhookConcurrency=0` deploys no reservation at all (0 reserved would stop the function);
+    `-c tracing=all` puts every function in Active tracing mode."""
     from aws_cdk import App
     from aws_cdk.assertions import Template
 
@@ -87,8 +95,14 @@ def test_webhook_concurrency_zero_reserves_nothing() -> None:
 
     from .conftest import cdk_context
 
-    app = App(context=cdk_context(webhookConcurrency="0", stage="open"))
+    app = App(context=cdk_context(webhookConcurrency="0", tracing="all", stage="open"))
     template = Template.from_stack(build(app, Config.from_context(app.node.try_get_context))).to_json()
     types = {r["Type"] for r in template["Resources"].values()}
     assert "Custom::AWS" not in types
     assert "ReservedConcurrentExecutions" not in json.dumps(template)
+    modes = [
+        r["Properties"]["TracingConfig"]["Mode"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and "media-generation-open-" in str(r["Properties"].get("FunctionName"))
+    ]
+    assert modes == ["Active"] * len(spec.FUNCTIONS)

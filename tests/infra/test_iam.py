@@ -40,7 +40,7 @@ ALLOWED_WILDCARDS = (
         FUNCTION_ROLE,
         frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
         r"\*",
-        "Active X-Ray tracing: these actions support no resource-level permissions.",
+        "X-Ray tracing (traced invocations send their segments): these actions support no resource-level permissions.",
     ),
     Justified(
         rf"(Webhook|Worker)FunctionRole{HASH}",

@@ -128,3 +128,20 @@ def test_stats_total_and_average_the_callers_metrics_and_costs(api, provider, em
         assert cost["total_usd"]["aws_parts"][part] == pytest.approx(
             sum(j["cost"]["aws"]["parts"][part] for j in jobs), abs=1e-8
         ), part
+
+
+def test_x_ray_counts_lambdas_fixed_sampling_for_active_functions_only() -> None:
+    """Executions are sampled by the template's rule; an Active function's own invocations at
+    Lambda's fixed 1/s + 5% (no rule applies to them); PassThrough functions start no trace."""
+    from bench.cost import DEFAULT_SAMPLING, active_functions, sampled_share
+
+    def template(mode: str) -> dict:
+        function = {"FunctionName": "media-generation-dev-api", "TracingConfig": {"Mode": mode}}
+        return {"Resources": {"Api": {"Type": "AWS::Lambda::Function", "Properties": function}}}
+
+    assert active_functions(template("PassThrough")) == []
+    assert active_functions(template("Active")) == ["api"]
+    # 8 requests a job at a million jobs a month: ~3.1 a second, so the 1/s reservoir keeps ~1/3.
+    share = sampled_share(8, DEFAULT_SAMPLING)
+    assert 0.35 < share < 0.39
+    assert sampled_share(1, {"reservoir": 0, "rate": 0.01}) == pytest.approx(0.01)
