@@ -25,6 +25,7 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 from local.emulator import Emulator, free_port, with_queue  # noqa: E402
 from local.invoke import SAMPLE_JOB_ID  # noqa: E402
+from tests.fake_internet import FakeInternet  # noqa: E402
 
 TEST_SETTINGS = {
     "MOCK_GENERATION_SECONDS": "0.5",
@@ -102,6 +103,14 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
 
     monkeypatch.setattr(MockGenerator, "generate", generate)
     return faults
+
+
+@pytest.fixture
+def internet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeInternet]:
+    """Public hosts played by loopback servers (tests/fake_internet.py)."""
+    fake = FakeInternet(monkeypatch, tmp_path)
+    yield fake
+    fake.close()
 
 
 # ---- helpers -----------------------------------------------------------------------------------
