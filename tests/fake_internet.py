@@ -75,10 +75,9 @@ class FakeInternet:
             return [self.names[host]] if host in self.names else real_resolve(host, port)
 
         def connect_tcp(backend: SyncBackend, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
-            local = self.routes.get((host, port))
-            return real_connect(backend, "127.0.0.1", local, *args, **kwargs) if local else real_connect(
-                backend, host, port, *args, **kwargs
-            )
+            if local := self.routes.get((host, port)):
+                host, port = "127.0.0.1", local
+            return real_connect(backend, host, port, *args, **kwargs)
 
         monkeypatch.setattr(safe_url, "resolve", resolve)
         monkeypatch.setattr(SyncBackend, "connect_tcp", connect_tcp)
