@@ -27,11 +27,64 @@ class Target:
     address: str  # the checked IP address to connect to
 
 
+def _networks(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+# Never public unicast, listed here rather than left to `ipaddress.is_global`, whose table differs
+# between Python versions and calls some of these global (IANA's special-purpose registries).
+NOT_PUBLIC_V4 = _networks(
+    "0.0.0.0/8",  # "this network"
+    "10.0.0.0/8",  # private
+    "100.64.0.0/10",  # carrier-grade NAT shared space
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link-local, cloud metadata (169.254.169.254)
+    "172.16.0.0/12",  # private
+    "192.0.0.0/24",  # IETF protocol assignments
+    "192.0.2.0/24",  # documentation
+    "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+    "192.168.0.0/16",  # private
+    "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # documentation
+    "203.0.113.0/24",  # documentation
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, and the broadcast address
+)
+NOT_PUBLIC_V6 = _networks(
+    "::/96",  # unspecified, loopback, IPv4-compatible (deprecated, routed nowhere public)
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT), local to a translator
+    "64:ff9b:1::/48",  # local-use NAT64: the IPv4 address may sit at any of six places
+    "100::/64",  # discard
+    "2001::/23",  # IETF protocol assignments, Teredo (2001::/32) among them
+    "2001:db8::/32",  # documentation
+    "3fff::/20",  # documentation
+    "5f00::/16",  # SRv6 segment identifiers
+    "fc00::/7",  # unique local
+    "fe80::/10",  # link-local
+    "fec0::/10",  # site-local (deprecated)
+    "ff00::/8",  # multicast
+)
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: the IPv4 address is the last 32 bits
+
+
+def carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches, for the forms where it says so in a fixed place:
+    IPv4-mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:aabb:ccdd::/48)."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
 def is_public(address: str) -> bool:
+    """Whether `address` is public unicast: an IPv6 address that carries an IPv4 one is judged by
+    that one; the ranges above are refused, and so is anything `ipaddress` does not call global."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address) and (inner := carried_ipv4(ip)) is not None:
+        ip = inner
+    refused = NOT_PUBLIC_V4 if isinstance(ip, ipaddress.IPv4Address) else NOT_PUBLIC_V6
+    return ip.is_global and not any(ip in network for network in refused)
 
 
 def resolve(host: str, port: int) -> list[str]:

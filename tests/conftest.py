@@ -14,7 +14,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -25,6 +25,9 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 from local.emulator import Emulator, free_port, with_queue  # noqa: E402
 from local.invoke import SAMPLE_JOB_ID  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.fake_internet import FakeInternet
 
 TEST_SETTINGS = {
     "MOCK_GENERATION_SECONDS": "0.5",
@@ -102,6 +105,16 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
 
     monkeypatch.setattr(MockGenerator, "generate", generate)
     return faults
+
+
+@pytest.fixture
+def internet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeInternet]:
+    """Public hosts played by loopback servers (tests/fake_internet.py)."""
+    from tests.fake_internet import FakeInternet
+
+    fake = FakeInternet(monkeypatch, tmp_path)
+    yield fake
+    fake.close()
 
 
 # ---- helpers -----------------------------------------------------------------------------------

@@ -190,7 +190,8 @@ def test_a_410_stops_retries_at_once(api, hooks):
     wait_until_done(api, job_id)
     [delivery] = settled(api, job_id)
     assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == ("given_up", 1, "410")
-    assert len(receiver.requests) == 1
+    [received] = receiver.verified()
+    assert received["id"] == delivery["webhook_id"] and received["body"]["data"]["job_id"] == job_id
 
 
 def test_a_redirect_is_not_followed(api, hooks):
@@ -199,8 +200,45 @@ def test_a_redirect_is_not_followed(api, hooks):
     job_id = submit_with_webhook(api, redirecting.url)
     wait_until_done(api, job_id)
     [delivery] = settled(api, job_id)
-    assert (delivery["state"], delivery["last_status"]) == ("given_up", "307")
+    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == ("given_up", 1, "307")
+    [received] = redirecting.verified()
+    assert received["id"] == delivery["webhook_id"] and received["body"]["data"]["job_id"] == job_id
     assert target.requests == []
+
+
+METADATA_URL = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_to_the_metadata_address_is_not_followed_without_the_private_allowance(
+    api, configure, internet, status
+):
+    """An https receiver on a public address (DNS and the network played by tests/fake_internet.py,
+    the SSRF check itself real) answers a redirect to 169.254.169.254: the delivery stops there,
+    given up after one try, and the stand-in for the metadata service hears nothing."""
+    configure(
+        CLIENT_WEBHOOK_ALLOW_PRIVATE="0",
+        CLIENT_WEBHOOK_SECRET=SECRET,
+        CLIENT_WEBHOOK_RETRY_SECONDS="1",
+        CLIENT_WEBHOOK_RETRY_WINDOW_SECONDS="60",
+        CLIENT_WEBHOOK_TIMEOUT_SECONDS="2",
+    )
+    metadata = internet.http("169.254.169.254")
+    receiver = internet.https("hooks.example.test", "93.184.216.34", status=status, headers={"Location": METADATA_URL})
+    job_id = submit_with_webhook(api, "https://hooks.example.test/hooks")
+    assert wait_until_done(api, job_id)["status"] == "completed"
+    [delivery] = settled(api, job_id)
+    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == ("given_up", 1, str(status))
+    [request] = receiver.requests
+    assert (request.method, request.path, request.headers["Host"]) == ("POST", "/hooks", "hooks.example.test")
+    body = Webhook(SECRET).verify(request.body.decode(), request.headers)
+    assert body["data"]["job_id"] == job_id and request.headers["webhook-id"] == delivery["webhook_id"]
+    assert metadata.requests == []
+
+    # The stand-in is where a client that follows redirects would have landed.
+    with httpx.Client(follow_redirects=True) as follower:
+        follower.post("https://hooks.example.test/hooks", content=b"{}")
+    assert len(metadata.requests) == 1
 
 
 def test_the_url_is_checked_again_at_delivery(api, emulator, configure, hooks):

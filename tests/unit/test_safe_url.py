@@ -33,6 +33,103 @@ def test_refused_without_the_private_allowance(url):
         safe_url.check(url)
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        # IPv6 forms that carry an IPv4 address: decided by that address
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "::ffff:10.0.0.1",
+        "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix: 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64: 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64: 10.0.0.1
+        "64:ff9b::6440:1",  # NAT64: 100.64.0.1 (CGNAT)
+        "2002:a9fe:a9fe::1",  # 6to4: 169.254.169.254
+        "2002:c0a8:101::1",  # 6to4: 192.168.1.1
+        "2002:7f00:1::1",  # 6to4: 127.0.0.1
+        # ... or refused as a whole range: where the IPv4 address sits is not fixed, or nothing
+        # public is ever reached that way
+        "64:ff9b:1::a9fe:a9fe",  # NAT64 local-use prefix (RFC 8215)
+        "64:ff9b:1:a9fe:a9:fe00::",  # the same address under a /48 of that prefix
+        "64:ff9b:1::808:808",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "2001:0:a9fe:a9fe::5601:5601",  # Teredo, server 169.254.169.254 and client 169.254.169.254
+        "2001:0:808:808::f7f7:f7f7",  # Teredo, even with public server and client
+        "::a9fe:a9fe",  # IPv4-compatible (deprecated): 169.254.169.254
+        "::7f00:1",
+        "::808:808",
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated (SIIT)
+        # IPv6 that Python's ipaddress may call global, but not public unicast
+        "fec0::1",  # site-local (deprecated)
+        "3fff::1",  # documentation (RFC 9637)
+        "5f00::1",  # SRv6 segment identifiers (RFC 9602)
+        "ff0e::1",  # multicast
+        "2001:db8::1",
+        # IPv4 that Python's ipaddress may call global, but not public unicast
+        "100.64.0.1",  # carrier-grade NAT shared space
+        "100.127.255.254",
+        "192.0.0.9",  # IETF protocol assignments
+        "192.0.0.10",
+        "192.0.0.170",
+        "192.0.2.1",  # documentation
+        "198.51.100.7",
+        "203.0.113.9",
+        "198.18.0.1",  # benchmarking
+        "198.19.255.254",
+        "192.88.99.1",  # 6to4 relay anycast (deprecated)
+        "224.0.0.1",  # multicast
+        "239.255.255.250",
+        "240.0.0.1",  # reserved
+        "255.255.255.255",
+        "0.0.0.0",  # "this network"
+        "0.1.2.3",
+    ],
+)
+def test_addresses_that_are_not_public_unicast_are_refused(address):
+    assert not safe_url.is_public(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34",
+        "8.8.8.8",
+        "100.63.255.255",  # just below carrier-grade NAT
+        "100.128.0.1",  # just above
+        "198.17.255.255",  # just below benchmarking
+        "198.20.0.1",  # just above
+        "192.0.1.1",  # just above 192.0.0.0/24
+        "223.255.255.254",  # just below multicast
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",  # IPv4-mapped public address
+        "64:ff9b::808:808",  # NAT64 of a public address
+        "2002:808:808::1",  # 6to4 of a public address
+    ],
+)
+def test_public_unicast_addresses_are_allowed(address):
+    assert safe_url.is_public(address)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "https://[2002:a9fe:a9fe::1]/latest/meta-data/",
+        "https://[::a9fe:a9fe]/latest/meta-data/",
+        "https://100.64.0.1/hook",
+        "https://198.18.0.1/hook",
+    ],
+)
+def test_urls_to_embedded_or_special_addresses_are_refused(url):
+    with pytest.raises(safe_url.UnsafeUrl, match="private"):
+        safe_url.check(url)
+
+
+def test_a_name_resolving_to_a_nat64_form_of_the_metadata_address_is_refused(monkeypatch):
+    monkeypatch.setattr(safe_url, "resolve", lambda host, port: ["64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1"])
+    with pytest.raises(safe_url.UnsafeUrl, match="private"):
+        safe_url.check("https://hooks.example.test/h")
+
+
 def test_a_name_resolving_only_to_private_addresses_is_refused(monkeypatch):
     monkeypatch.setattr(safe_url, "resolve", lambda host, port: ["10.1.1.1", "fd00::1"])
     with pytest.raises(safe_url.UnsafeUrl, match="private"):
