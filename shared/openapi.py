@@ -16,7 +16,8 @@ from shared.http_api import Route
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{model}"
 ERROR_DESCRIPTIONS = {
-    401: "API key missing, malformed, unknown or revoked (the provider webhook: signature missing, invalid or stale)",
+    401: "API key malformed, unknown or revoked, in the error shape (a request with no Authorization "
+    'header at all is refused by API Gateway itself, before any function: {"message": "Unauthorized"})',
     429: "Over the key's quota: ACTIVE_JOBS_LIMIT or RATE_LIMITED; wait `Retry-After` seconds",
     404: "No such job",
     409: "Not possible in the job's current status, or the same Idempotency-Key is still in progress",
@@ -26,20 +27,24 @@ ERROR_DESCRIPTIONS = {
     500: "Unexpected error on our side; details are in the logs only",
     503: "Not queued: the job was marked failed, submit it again later",
 }
-# Client apps send an API key (the authorizer checks it); operators sign with SigV4 (IAM) on
-# /admin/v1/<route>. Either one: every route needs one when deployed (the provider's webhook is
-# not a route of this API: functions/webhook, on its own URL).
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+# As deployed: client apps send an API key on /api/v1 (the authorizer checks it); operators sign
+# with SigV4 (IAM) on /health and /admin/v1/<route> (the /api/v1 routes over every owner), which
+# this document does not list. The provider's webhook is no route of this API (functions/webhook,
+# on its own URL). Locally, `make dev` asks for neither unless API_AUTH=keys.
 SECURITY_SCHEMES = {
     "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from `make api-key NAME=...` (mg_...)"},
     "sigv4": {
         "type": "apiKey",
         "name": "Authorization",
         "in": "header",
-        "description": "AWS Signature Version 4 of an IAM principal with execute-api:Invoke, on /admin/v1/<route>",
+        "description": "AWS Signature Version 4 of an IAM principal with execute-api:Invoke: /health, and "
+        "/admin/v1/<route> for every /api/v1/<route> over every owner",
         "x-amazon-apigateway-authtype": "awsSigv4",
     },
 }
-SIGNED = [{"apiKey": []}, {"sigv4": []}]
+API_KEY = [{"apiKey": []}]
+IAM = [{"sigv4": []}]
 
 
 def document(routes: list[Route], *, title: str, version: str, description: str) -> dict[str, Any]:
@@ -89,10 +94,12 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         content = {"application/json": {"schema": {"$ref": REF.format(model=route.body.__name__)}}}
         operation["requestBody"] = {"required": True, "content": content}
     responses = {route.status: (route.description, route.response)}
-    responses |= {code: (ERROR_DESCRIPTIONS[code], ErrorBody) for code in {*route.errors, 422, 500}}
+    codes = {*route.errors, 422, 500} | ({401} if route.security == API_KEY else set())  # the router's guard
+    responses |= {code: (ERROR_DESCRIPTIONS[code], ErrorBody) for code in codes}
     responses |= route.other_responses
     operation["responses"] = {
         str(status): {"description": text, "content": {"application/json": {"schema": _schema_of(model)}}}
+        | ({"headers": RETRY_AFTER} if status == 429 else {})
         for status, (text, model) in sorted(responses.items())
     }
     if route.security is not None:

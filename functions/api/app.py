@@ -17,7 +17,7 @@ from shared.http_api import Request, Response, Route, Router
 from shared.job_store import store
 from shared.models import GenerateRequest
 from shared.observability import logger, metrics, tracer
-from shared.openapi import SIGNED
+from shared.openapi import API_KEY, IAM
 from shared.schemas import (
     API_PREFIX,
     DeepHealth,
@@ -60,8 +60,8 @@ api = Router(guard=_authenticate)
     description="Accepted",
     headers=IdempotencyHeaders,
     body=GenerateRequest,
-    errors=(413, 415, 503),
-    security=SIGNED,
+    errors=(409, 413, 415, 429, 503),
+    security=API_KEY,
 )
 def generate(request: Request) -> Response:
     """Accept a generation job. Answers once the job is stored and queued."""
@@ -85,7 +85,7 @@ def generate(request: Request) -> Response:
     description="Status",
     path_params=JobPath,
     errors=(404,),
-    security=SIGNED,
+    security=API_KEY,
 )
 def job_status(request: Request) -> JobStatusView:
     """Status and progress (0-100) of a job: cheap, for polling."""
@@ -100,7 +100,7 @@ def job_status(request: Request) -> JobStatusView:
     description="The job",
     path_params=JobPath,
     errors=(404,),
-    security=SIGNED,
+    security=API_KEY,
 )
 def job_detail(request: Request) -> JobDetail:
     """Everything about a job, with presigned download URLs of its outputs."""
@@ -114,7 +114,7 @@ def job_detail(request: Request) -> JobDetail:
     response=JobPage,
     description="One page of jobs",
     query=ListQuery,
-    security=SIGNED,
+    security=API_KEY,
 )
 def list_jobs(request: Request) -> JobPage:
     """The caller's jobs, newest first, one page at a time."""
@@ -131,7 +131,7 @@ def list_jobs(request: Request) -> JobPage:
     description="Cancelled",
     path_params=JobPath,
     errors=(404, 409),
-    security=SIGNED,
+    security=API_KEY,
 )
 def cancel_job(request: Request) -> JobStatusView:
     """Cancel a pending or processing job."""
@@ -146,8 +146,8 @@ def cancel_job(request: Request) -> JobStatusView:
     description="Accepted",
     path_params=JobPath,
     headers=IdempotencyHeaders,
-    errors=(404, 409, 503),
-    security=SIGNED,
+    errors=(404, 409, 429, 503),
+    security=API_KEY,
 )
 def retry_job(request: Request) -> Response:
     """Run a failed or cancelled job again, as a new attempt of the same job."""
@@ -167,7 +167,7 @@ def retry_job(request: Request) -> Response:
     operation_id="listModels",
     response=ModelList,
     description="The models",
-    security=SIGNED,
+    security=API_KEY,
 )
 def list_models(request: Request) -> ModelList:
     """The models a request may name, and the default one."""
@@ -180,7 +180,7 @@ def list_models(request: Request) -> ModelList:
     response=Stats,
     description="The counters",
     query=StatsQuery,
-    security=SIGNED,
+    security=API_KEY,
 )
 def stats(request: Request) -> Stats:
     """The caller's jobs per status, success rate and mean duration (read from counters: constant cost)."""
@@ -194,7 +194,7 @@ def stats(request: Request) -> Stats:
     description="Alive (and, with deep=true, every part reachable)",
     query=HealthQuery,
     other_responses={503: ("A deep check found a part unreachable", DeepHealth)},
-    security=SIGNED,
+    security=IAM,
 )
 def health(request: Request) -> Health | Response:
     """Liveness (calls nothing); with `deep=true`, one cheap call to each resource a job needs."""

@@ -221,8 +221,9 @@ def test_openapi_declares_both_security_schemes(api: httpx.Client) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes["apiKey"] == {"type": "http", "scheme": "bearer", "description": schemes["apiKey"]["description"]}
     assert schemes["sigv4"]["type"] == "apiKey" and schemes["sigv4"]["in"] == "header"
-    # Per operation (the provider webhook takes neither): Swagger UI's Authorize sends the key.
-    assert document["paths"]["/api/v1/generate"]["post"]["security"] == [{"apiKey": []}, {"sigv4": []}]
+    # Per operation, as deployed: Swagger UI's Authorize sends the key on /api/v1; /health is IAM's.
+    assert document["paths"]["/api/v1/generate"]["post"]["security"] == [{"apiKey": []}]
+    assert document["paths"]["/health"]["get"]["security"] == [{"sigv4": []}]
 
 
 def test_a_job_an_operator_submits_is_owned_by_its_iam_principal(api: httpx.Client, keys, emulator) -> None:
@@ -256,3 +257,26 @@ def test_two_callers_with_the_same_idempotency_key_get_their_own_jobs(api: httpx
     assert api.get(f"/api/v1/jobs/{first.json()['job_id']}", headers=bob).status_code == 404
     replay = api.post("/api/v1/generate", json=body, headers={**bob, "Idempotency-Key": "shared-key-1"})
     assert replay.json()["job_id"] == second.json()["job_id"]
+
+
+def test_the_refusals_of_keys_and_quotas_conform_to_the_openapi_document(api: httpx.Client, keys, emulator) -> None:
+    """401 (a bad key), 429 (a quota, with Retry-After) and 409 (an Idempotency-Key in flight) are
+    documented with the error body on the operations that give them."""
+    from tests.integration.test_openapi import conforms
+
+    document = api.get("/openapi.json").json()
+    _, good = keys(max_active_jobs=1)
+    unknown = {"Authorization": "Bearer mg_unknown"}
+    for method, url, template in [
+        ("GET", "/api/v1/models", "/api/v1/models"),
+        ("GET", "/api/v1/jobs/x", "/api/v1/jobs/{job_id}"),
+        ("POST", "/api/v1/jobs/x/retry", "/api/v1/jobs/{job_id}/retry"),
+    ]:
+        conforms(document, api.request(method, url, headers=unknown), method, template)
+    with emulator.dispatch_paused():
+        assert api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=good).status_code == 202
+        limited = api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=good)
+    assert limited.status_code == 429
+    conforms(document, limited, "POST", "/api/v1/generate")
+    assert "Retry-After" in document["paths"]["/api/v1/generate"]["post"]["responses"]["429"]["headers"]
+    assert "409" in document["paths"]["/api/v1/generate"]["post"]["responses"]  # IDEMPOTENCY_IN_PROGRESS
