@@ -33,7 +33,7 @@ def json_body(headers: Mapping[str, str], body: str | None, base64_encoded: bool
 
 
 class _TooLong:
-    """Stands in for an integer literal with too many digits (Python refuses past 4,300 digits anyway)."""
+    """Stands in for a number literal with too many digits (Python refuses integers past 4,300)."""
 
 
 class _Object(dict):
@@ -52,6 +52,13 @@ def _integer(literal: str) -> int | _TooLong:
     return _TooLong() if len(literal.lstrip("-")) > MAX_NUMBER_DIGITS else int(literal)
 
 
+def _decimal(literal: str) -> float | _TooLong:
+    """A number with a fraction or exponent: its digits counted as an integer's (7.000...01 would
+    otherwise be rounded to 7.0 and accepted)."""
+    mantissa = literal.lower().split("e", 1)[0]
+    return _TooLong() if sum(c.isdigit() for c in mantissa) > MAX_NUMBER_DIGITS else float(literal)
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -66,7 +73,9 @@ def parse_json(body: bytes) -> Any:
         return None
     try:
         text = body.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_object, parse_int=_integer, parse_constant=_no_constant)
+        value = json.loads(
+            text, object_pairs_hook=_object, parse_int=_integer, parse_float=_decimal, parse_constant=_no_constant
+        )
     except RecursionError:
         raise InvalidParameter("body", f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:

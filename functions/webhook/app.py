@@ -47,7 +47,7 @@ def replicate_webhook(request: Request) -> WebhookAck:
         raise
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the interpreter's limit
         raise InvalidParameter("body", "not a prediction") from None
     if not isinstance(payload, dict) or "id" not in payload:
         raise InvalidParameter("body", "not a prediction")

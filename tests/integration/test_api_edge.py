@@ -113,6 +113,12 @@ def test_a_number_with_thousands_of_digits_is_422_naming_the_field(api, stores_n
     refused(api.post(GENERATE, content=body, headers=JSON), 422, "VALIDATION_ERROR", "parameters.seed")
 
 
+@pytest.mark.parametrize("literal", ["7." + "0" * 4_999 + "1", "0." + "1" * 40, "-" + "3" * 40 + ".5e2"])
+def test_a_decimal_with_too_many_digits_is_422_not_rounded(api, stores_nothing, literal):
+    body = f'{{"prompt": "x", "parameters": {{"guidance_scale": {literal}}}}}'.encode()
+    refused(api.post(GENERATE, content=body, headers=JSON), 422, "VALIDATION_ERROR", "parameters.guidance_scale")
+
+
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_non_finite_numbers_are_422(api, stores_nothing, literal):
     body = f'{{"prompt": "x", "parameters": {{"guidance_scale": {literal}}}}}'.encode()

@@ -107,6 +107,14 @@ def test_a_signed_delivery_with_wrongly_typed_fields_is_ignored_not_a_500(api, f
     assert response.json() == {"outcome": "ignored: malformed prediction"}
 
 
+def test_a_signed_delivery_nested_past_the_interpreters_limit_is_a_422_not_a_500(api, fetched_secret):
+    depth = 30_000  # 60 KB: under the body limit, past Python's recursion limit
+    body = '{"id": "p1", "status": "succeeded", "logs": ' + "[" * depth + "]" * depth + "}"
+    response = api.post(WEBHOOK, content=body, headers=signed(fetched_secret.webhook_secret, body))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "body"
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
