@@ -7,16 +7,18 @@ from mediagen.errors import (
     APIConnectionError,
     APIError,
     AuthError,
+    ConfigurationError,
     Conflict,
     DownloadError,
     MediagenError,
     NotFound,
     RateLimited,
     ServerError,
+    UnexpectedResponse,
     ValidationError,
     WaitTimeout,
 )
-from mediagen.models import JobStatus
+from mediagen.models import JobStatus, WebhookEvent
 
 __version__ = "0.1.0"
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "AsyncJob",
     "AuthError",
     "Client",
+    "ConfigurationError",
     "Conflict",
     "DownloadError",
     "Job",
@@ -35,6 +38,8 @@ __all__ = [
     "RateLimited",
     "RetryPolicy",
     "ServerError",
+    "UnexpectedResponse",
     "ValidationError",
     "WaitTimeout",
+    "WebhookEvent",
 ]

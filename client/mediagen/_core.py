@@ -7,6 +7,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ OUTPUTS_FILE = "cdk-outputs.json"
 # Connect fast, read long enough for a submit that stores and queues; nothing waits forever.
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# 409 with this code: the same Idempotency-Key's first request is still running (e.g. its answer
+# timed out on the way back); retrying with the same key ends with that request's job.
+IN_PROGRESS = "IDEMPOTENCY_IN_PROGRESS"
 EXTENSIONS = {"image/png": ".png", "image/webp": ".webp", "image/jpeg": ".jpg"}
 MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".webp": (b"RIFF",), ".jpg": (b"\xff\xd8\xff",)}
 
@@ -37,8 +41,20 @@ def resolve_url(base_url: str | None, outputs_file: str | os.PathLike | None = N
                 stacks = json.loads(path.read_text())
                 url = next((o["ApiUrl"] for o in stacks.values() if isinstance(o, dict) and o.get("ApiUrl")), None)
             except (ValueError, AttributeError):
-                raise errors.MediagenError(f"{path}: not a stack outputs file") from None
-    return (url or DEFAULT_URL).rstrip("/")
+                raise errors.ConfigurationError(f"{path}: not a stack outputs file") from None
+    return checked_url(url or DEFAULT_URL).rstrip("/")
+
+
+def checked_url(url: str) -> str:
+    """`url` when it is http(s)://host[:port][/path]; else ConfigurationError naming it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not one)
+    except ValueError as exc:
+        raise errors.ConfigurationError(f"invalid service URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise errors.ConfigurationError(f"invalid service URL {url!r}: expected http(s)://host[:port][/path]")
+    return url
 
 
 def resolve_api_key(api_key: str | None) -> str | None:
@@ -62,7 +78,7 @@ class SigV4Auth(httpx.Auth):
             import botocore.session
             from botocore.auth import SigV4Auth as Signer
         except ImportError:
-            raise errors.MediagenError("SigV4 signing needs botocore: pip install 'mediagen[aws]'") from None
+            raise errors.ConfigurationError("SigV4 signing needs botocore: pip install 'mediagen[aws]'") from None
         host = urlsplit(url).hostname or ""
         # <api-id>.execute-api.<region>.amazonaws.com
         parts = host.split(".")
@@ -122,7 +138,18 @@ def should_retry(method: str, retry_safe: bool, response: httpx.Response | None,
     assert response is not None
     if response.status_code == 429:
         return True
+    if response.status_code == 409:
+        return retry_safe and error_code(response) == IN_PROGRESS
     return response.status_code in RETRYABLE_STATUS and (method == "GET" or retry_safe)
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The `code` of the service's error body, if it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -157,12 +184,23 @@ def connection_error(url: str, exc: Exception) -> errors.APIConnectionError:
     return errors.APIConnectionError(f"{url} {kind}: {type(exc).__name__}")
 
 
-def generate_body(prompt: str, model: str | None, parameters: dict[str, Any]) -> dict[str, Any]:
+def generate_body(
+    prompt: str,
+    model: str | None,
+    parameters: dict[str, Any],
+    webhook: str | None = None,
+    webhook_events: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The body of POST /generate: generation parameters nested, the webhook fields at the top."""
     body: dict[str, Any] = {"prompt": prompt}
     if model:
         body["model"] = model
     if parameters:
         body["parameters"] = parameters
+    if webhook is not None:
+        body["webhook"] = webhook
+    if webhook_events is not None:
+        body["webhook_events"] = [str(event) for event in webhook_events]
     return body
 
 
@@ -229,26 +267,40 @@ class Connection:
             return self.retry.delay(attempt, response)
         return None
 
-    def answer(self, response: httpx.Response | None, exc: Exception | None) -> Any:
-        """A final answer's JSON body, or the error it means."""
+    def answer(self, response: httpx.Response | None, exc: Exception | None, model: Any = None) -> Any:
+        """A final answer's JSON body (as `model`, when given), or the error it means."""
         if exc is not None:
             raise connection_error(self.base_url, exc) from None
         assert response is not None
         raise_for_error(response)
-        return response.json()
+        where = f"unexpected response from {response.request.url.copy_with(query=None)}"
+        try:
+            body = response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise errors.UnexpectedResponse(f"{where}: HTTP {response.status_code} {kind}, not JSON") from None
+        if model is None:
+            return body
+        try:
+            return model.from_dict(body)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise errors.UnexpectedResponse(f"{where}: not a {model.SCHEMA}") from None
 
 
 class Waiter:
     """The decisions of `wait()`, shared by the sync and async jobs (they differ only in how they
-    poll and sleep): whether the job changed since the last poll, and how long to sleep."""
+    poll and sleep): whether to tell `on_update` (the job changed since it last heard), and how
+    long to sleep."""
 
-    def __init__(self, timeout: float | None) -> None:
+    def __init__(self, timeout: float | None, on_update: Callable[[Any], Any] | None = None) -> None:
         self.timeout, self.start, self.seen = timeout, time.monotonic(), None
+        self.on_update = on_update
 
-    def changed(self, job: Any) -> bool:
+    def report(self, job: Any) -> Any:
+        """`on_update(job)`'s result (an awaitable, for an async callback) when the job changed."""
         state = (job.status, job.progress, job.queue_position)
         changed, self.seen = state != self.seen, state
-        return changed
+        return self.on_update(job) if changed and self.on_update else None
 
     def pause(self, job: Any) -> float:
         """Seconds until the next poll; WaitTimeout once `timeout` has passed."""

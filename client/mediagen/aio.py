@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,18 @@ import httpx
 
 from mediagen import _core, errors
 from mediagen.client import Job, _save
-from mediagen.models import Accepted, Detail, JobPage, JobStatus, JobSummary, ModelList, Output, Stats, StatusView
+from mediagen.models import (
+    Accepted,
+    Detail,
+    JobPage,
+    JobStatus,
+    JobSummary,
+    ModelList,
+    Output,
+    Stats,
+    StatusView,
+    WebhookEvent,
+)
 
 API = _core.API
 
@@ -23,33 +34,32 @@ class AsyncJob(Job):
     _client: AsyncClient  # type: ignore[assignment]
 
     async def refresh(self) -> AsyncJob:  # type: ignore[override]
-        self.data = Detail.from_dict(await self._client._request("GET", f"{API}/jobs/{self.id}"))
+        self.data = await self._client._request("GET", f"{API}/jobs/{self.id}", model=Detail)
         return self
 
     async def poll(self) -> AsyncJob:  # type: ignore[override]
-        self.data = StatusView.from_dict(await self._client._request("GET", f"{API}/status/{self.id}"))
+        self.data = await self._client._request("GET", f"{API}/status/{self.id}", model=StatusView)
         return self
 
     async def wait(  # type: ignore[override]
         self, timeout: float | None = None, on_update: Callable[[Job], Any] | None = None
     ) -> AsyncJob:
-        waiter = _core.Waiter(timeout)
+        return await self._follow(_core.Waiter(timeout, on_update))
+
+    async def _follow(self, waiter: _core.Waiter) -> AsyncJob:  # type: ignore[override]
         while True:
             await self.poll()
-            if waiter.changed(self) and on_update:
-                result = on_update(self)
-                if asyncio.iscoroutine(result):
-                    await result
+            await _report(waiter, self)
             if self.done:
                 return await self.refresh()
             await asyncio.sleep(waiter.pause(self))
 
     async def cancel(self) -> AsyncJob:  # type: ignore[override]
-        self.data = StatusView.from_dict(await self._client._request("POST", f"{API}/jobs/{self.id}/cancel"))
+        self.data = await self._client._request("POST", f"{API}/jobs/{self.id}/cancel", model=StatusView)
         return self
 
     async def retry(self, idempotency_key: str | None = None) -> AsyncJob:  # type: ignore[override]
-        self.data = Accepted.from_dict(await self._client._submit(f"{API}/jobs/{self.id}/retry", None, idempotency_key))
+        self.data = await self._client._submit(f"{API}/jobs/{self.id}/retry", None, idempotency_key)
         return self
 
     async def download(self, directory: str | os.PathLike = ".") -> list[Path]:  # type: ignore[override]
@@ -68,7 +78,7 @@ class AsyncJobs:
         self._client = client
 
     async def get(self, job_id: str) -> AsyncJob:
-        return AsyncJob(self._client, Detail.from_dict(await self._client._request("GET", f"{API}/jobs/{job_id}")))  # type: ignore[arg-type]
+        return AsyncJob(self._client, await self._client._request("GET", f"{API}/jobs/{job_id}", model=Detail))  # type: ignore[arg-type]
 
     async def list(self, status: str | JobStatus | None = None, page_size: int = 50) -> AsyncIterator[JobSummary]:
         cursor = None
@@ -78,7 +88,7 @@ class AsyncJobs:
                 params["status"] = JobStatus(status).value
             if cursor:
                 params["cursor"] = cursor
-            page = JobPage.from_dict(await self._client._request("GET", f"{API}/jobs", params=params))
+            page = await self._client._request("GET", f"{API}/jobs", model=JobPage, params=params)
             for job in page.jobs:
                 yield job
             cursor = page.next_cursor
@@ -105,6 +115,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(**self._connection.api_options(timeout, transport))
         self._files = httpx.AsyncClient(timeout=timeout, transport=transport)
         self.jobs = AsyncJobs(self)
+        self._sleep = asyncio.sleep  # the retries' backoff
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -125,25 +136,32 @@ class AsyncClient:
         on_update: Callable[[Job], Any] | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        webhook: str | None = None,
+        webhook_events: Iterable[str | WebhookEvent] | None = None,
         **parameters: Any,
     ) -> AsyncJob:
-        body = _core.generate_body(prompt, model, parameters)
-        job = AsyncJob(self, Accepted.from_dict(await self._submit(f"{API}/generate", body, idempotency_key)))  # type: ignore[arg-type]
-        return await job.wait(timeout=timeout, on_update=on_update) if wait else job
+        """See `Client.generate`; `on_update` may be a coroutine function."""
+        body = _core.generate_body(prompt, model, parameters, webhook, webhook_events)
+        job = AsyncJob(self, await self._submit(f"{API}/generate", body, idempotency_key))  # type: ignore[arg-type]
+        waiter = _core.Waiter(timeout, on_update)
+        await _report(waiter, job)
+        return await job._follow(waiter) if wait else job
 
     async def job(self, job_id: str) -> AsyncJob:
         return await self.jobs.get(job_id)
 
     async def models(self) -> ModelList:
-        return ModelList.from_dict(await self._request("GET", f"{API}/models"))
+        return await self._request("GET", f"{API}/models", model=ModelList)
 
     async def stats(self) -> Stats:
-        return Stats.from_dict(await self._request("GET", f"{API}/stats"))
+        return await self._request("GET", f"{API}/stats", model=Stats)
 
-    async def _submit(self, path: str, body: dict | None, key: str | None) -> dict:
-        return await self._request("POST", path, json=body, idempotency_key=key or str(uuid.uuid4()))
+    async def _submit(self, path: str, body: dict | None, key: str | None) -> Accepted:
+        return await self._request("POST", path, model=Accepted, json=body, idempotency_key=key or str(uuid.uuid4()))
 
-    async def _request(self, method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any) -> Any:
+    async def _request(
+        self, method: str, path: str, *, model: Any = None, idempotency_key: str | None = None, **kwargs: Any
+    ) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         for attempt in itertools.count():
             response, failure = None, None
@@ -153,8 +171,8 @@ class AsyncClient:
                 failure = exc
             delay = self._connection.retry_delay(attempt, method, bool(idempotency_key), response, failure)
             if delay is None:
-                return self._connection.answer(response, failure)
-            await asyncio.sleep(delay)
+                return self._connection.answer(response, failure, model)
+            await self._sleep(delay)
 
     async def _download(self, output: Output, path: Path) -> Path:
         """As the sync client: storage's 5xx and connection errors are retried with backoff."""
@@ -170,5 +188,12 @@ class AsyncClient:
             except httpx.TransportError as exc:
                 if attempt >= self.retry_policy.max_retries:
                     raise errors.DownloadError(f"{path.name}: {type(exc).__name__}") from None
-                await asyncio.sleep(self.retry_policy.delay(attempt))
+                await self._sleep(self.retry_policy.delay(attempt))
                 attempt += 1
+
+
+async def _report(waiter: _core.Waiter, job: AsyncJob) -> None:
+    """Tell the waiter's `on_update`, awaiting it when it is a coroutine function."""
+    result = waiter.report(job)
+    if asyncio.iscoroutine(result):
+        await result

@@ -1,7 +1,8 @@
 """`mediagen`: submit, follow with a progress bar, download. `--json` for scripts.
 
 Exit codes: 0 done, 1 job failed or cancelled (or refused: not found, conflict), 2 usage or
-invalid input, 3 service unreachable or authentication refused.
+invalid input (a bad URL, an --out that cannot be written), 3 service unreachable, authentication
+refused or an answer that is not the service's, 130 interrupted. Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -12,13 +13,28 @@ import sys
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from mediagen import errors
 from mediagen.client import Client, Job
-from mediagen.models import JobStatus
+from mediagen.models import JobStatus, WebhookEvent
 
-OK, JOB_FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
+OK, JOB_FAILED, USAGE, UNREACHABLE, INTERRUPTED = 0, 1, 2, 3, 130
+NEEDS_EXTRA = "mediagen: the command line needs its extra: pip install 'mediagen[cli]'"
+
+
+class Failure(Exception):
+    """Ends the command with `code` and this one-line message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _local(exc: OSError) -> str:
+    """An OSError on a local file, as one line that names the path."""
+    return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
 
 
 def _plain(value: Any) -> Any:
@@ -113,13 +129,11 @@ def _interrupted(job: Job, out: Output) -> Job:
         out.err.print(f"Cancelled {job.id}", markup=False)
         raise SystemExit(JOB_FAILED)
     out.err.print(f"Job {job.id} keeps running: mediagen watch {job.id}", markup=False)
-    raise SystemExit(130)
+    raise SystemExit(INTERRUPTED)
 
 
 def _finish(client: Client, job: Job, out: Output, directory: str | None) -> int:
-    paths = (
-        [str(p) for p in job.download(directory)] if directory is not None and job.status == JobStatus.COMPLETED else []
-    )
+    paths = _download(job, directory) if directory is not None and job.status == JobStatus.COMPLETED else []
     if out.json:
         out.data({"job": job.data, "files": paths})
     else:
@@ -130,11 +144,38 @@ def _finish(client: Client, job: Job, out: Output, directory: str | None) -> int
     return OK if job.status == JobStatus.COMPLETED else JOB_FAILED
 
 
+def _download(job: Job, directory: str) -> list[str]:
+    """The job's files in `directory`; a failure says how to try again (the job stays completed)."""
+    again = f"job {job.id} completed: mediagen download {job.id} --out DIR"
+    try:
+        return [str(p) for p in job.download(directory)]
+    except OSError as exc:
+        raise Failure(USAGE, f"{_local(exc)} ({again})") from None
+    except KeyboardInterrupt:
+        raise Failure(INTERRUPTED, f"interrupted while downloading ({again})") from None
+
+
+def _check_out(directory: str | None) -> None:
+    """An --out that cannot be a directory is refused before anything is submitted."""
+    if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
+        raise Failure(USAGE, f"--out {directory}: exists and is not a directory")
+
+
 # ---- commands ------------------------------------------------------------------------------------
 def cmd_generate(client: Client, args: argparse.Namespace, out: Output) -> int:
     names = ("width", "height", "num_inference_steps", "guidance_scale", "negative_prompt", "num_outputs", "seed")
     parameters = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    job = client.generate(args.prompt, model=args.model, wait=False, **parameters)
+    try:
+        job = client.generate(
+            args.prompt,
+            model=args.model,
+            wait=False,
+            webhook=args.webhook,
+            webhook_events=args.webhook_events,
+            **parameters,
+        )
+    except KeyboardInterrupt:
+        raise Failure(INTERRUPTED, "interrupted while submitting: the job may be accepted (mediagen jobs)") from None
     if not out.json and not out.err.is_terminal:
         print(f"{job.id} accepted", file=sys.stderr)
     return _finish(client, follow(client, job, out), out, args.out)
@@ -257,6 +298,16 @@ def parser() -> argparse.ArgumentParser:
     ):
         gen.add_argument(f"--{name}", type=kind)
     gen.add_argument("--negative-prompt")
+    gen.add_argument("--webhook", metavar="URL", help="an https URL the service sends the job's events to")
+    gen.add_argument(
+        "--webhook-event",
+        dest="webhook_events",
+        action="append",
+        choices=[e.value for e in WebhookEvent],
+        metavar="EVENT",
+        help="an event for --webhook, repeatable: job.processing, job.progress, job.completed, job.failed, "
+        "job.cancelled (default: the last three)",
+    )
     gen.add_argument("--out", default=".", help="directory for the images (default: .)")
     gen.set_defaults(run=cmd_generate)
 
@@ -282,21 +333,39 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _has_display() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
+    if not _has_display():  # `pip install ./client` without the [cli] extra
+        print(NEEDS_EXTRA, file=sys.stderr)
+        return USAGE
     args = parser().parse_args(argv)
     if args.command == "generate":
         args.num_inference_steps, args.guidance_scale = args.steps, args.guidance
         args.num_outputs = args.outputs
-    out = Output(args.json)
     try:
+        out = Output(args.json)
+        _check_out(getattr(args, "out", None))
         with Client(args.url, args.api_key) as client:
             code = args.run(client, args, out)
-    except (errors.APIConnectionError, errors.AuthError) as exc:
+    except Failure as exc:
+        code, message = exc.code, str(exc)
+    except (errors.APIConnectionError, errors.AuthError, errors.UnexpectedResponse) as exc:
         code, message = UNREACHABLE, str(exc)
-    except errors.ValidationError as exc:
+    except (errors.ValidationError, errors.ConfigurationError) as exc:
         code, message = USAGE, str(exc)
     except errors.MediagenError as exc:
         code, message = JOB_FAILED, str(exc)
+    except OSError as exc:  # a local file: what --out names
+        code, message = USAGE, _local(exc)
+    except KeyboardInterrupt:  # outside the wait (which asks whether to cancel)
+        code, message = INTERRUPTED, "interrupted"
     else:
         return code
     if args.json:

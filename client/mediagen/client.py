@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from mediagen.models import (
     Output,
     Stats,
     StatusView,
+    WebhookEvent,
 )
 
 API = _core.API
@@ -82,32 +83,32 @@ class Job:
 
     # ---- calls -------------------------------------------------------------------------------
     def refresh(self) -> Job:
-        self.data = Detail.from_dict(self._client._request("GET", f"{API}/jobs/{self.id}"))
+        self.data = self._client._request("GET", f"{API}/jobs/{self.id}", model=Detail)
         return self
 
     def poll(self) -> Job:
         """The cheap status read (no download URLs)."""
-        self.data = StatusView.from_dict(self._client._request("GET", f"{API}/status/{self.id}"))
+        self.data = self._client._request("GET", f"{API}/status/{self.id}", model=StatusView)
         return self
 
     def wait(self, timeout: float | None = None, on_update: Callable[[Job], None] | None = None) -> Job:
         """Poll until the job ends; `on_update(job)` on every change. Returns the job's detail."""
-        waiter = _core.Waiter(timeout)
+        return self._follow(_core.Waiter(timeout, on_update))
+
+    def _follow(self, waiter: _core.Waiter) -> Job:
         while True:
             self.poll()
-            if waiter.changed(self) and on_update:
-                on_update(self)
+            waiter.report(self)
             if self.done:
                 return self.refresh()
             time.sleep(waiter.pause(self))
 
     def cancel(self) -> Job:
-        self.data = StatusView.from_dict(self._client._request("POST", f"{API}/jobs/{self.id}/cancel"))
+        self.data = self._client._request("POST", f"{API}/jobs/{self.id}/cancel", model=StatusView)
         return self
 
     def retry(self, idempotency_key: str | None = None) -> Job:
-        answer = self._client._submit(f"{API}/jobs/{self.id}/retry", None, idempotency_key)
-        self.data = Accepted.from_dict(answer)
+        self.data = self._client._submit(f"{API}/jobs/{self.id}/retry", None, idempotency_key)
         return self
 
     def download(self, directory: str | os.PathLike = ".") -> list[Path]:
@@ -127,7 +128,7 @@ class Jobs:
         self._client = client
 
     def get(self, job_id: str) -> Job:
-        return Job(self._client, Detail.from_dict(self._client._request("GET", f"{API}/jobs/{job_id}")))
+        return Job(self._client, self._client._request("GET", f"{API}/jobs/{job_id}", model=Detail))
 
     def list(self, status: str | JobStatus | None = None, page_size: int = 50) -> Iterator[JobSummary]:
         """Every job (newest first), following `next_cursor` page after page."""
@@ -138,7 +139,7 @@ class Jobs:
                 params["status"] = JobStatus(status).value
             if cursor:
                 params["cursor"] = cursor
-            page = JobPage.from_dict(self._client._request("GET", f"{API}/jobs", params=params))
+            page = self._client._request("GET", f"{API}/jobs", model=JobPage, params=params)
             yield from page.jobs
             cursor = page.next_cursor
             if not cursor:
@@ -189,30 +190,38 @@ class Client:
         on_update: Callable[[Job], None] | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        webhook: str | None = None,
+        webhook_events: Iterable[str | WebhookEvent] | None = None,
         **parameters: Any,
     ) -> Job:
-        """Submit a job (`parameters`: width, height, num_inference_steps, ...); with `wait`, follow it
-        to the end. A retried submit carries the same Idempotency-Key, so it never makes a second job."""
-        body = _core.generate_body(prompt, model, parameters)
-        job = Job(self, Accepted.from_dict(self._submit(f"{API}/generate", body, idempotency_key)))
-        if on_update:
-            on_update(job)
-        return job.wait(timeout=timeout, on_update=on_update) if wait else job
+        """Submit a job (`parameters`: width, height, num_inference_steps, ...). `on_update(job)` once
+        it is accepted and, with `wait`, on every change until it ends. `webhook`: an https URL the
+        service sends the job's `webhook_events` to (default: job.completed, job.failed,
+        job.cancelled). A retried submit carries the same Idempotency-Key, so it never makes a second
+        job."""
+        body = _core.generate_body(prompt, model, parameters, webhook, webhook_events)
+        job = Job(self, self._submit(f"{API}/generate", body, idempotency_key))
+        waiter = _core.Waiter(timeout, on_update)
+        waiter.report(job)
+        return job._follow(waiter) if wait else job
 
     def job(self, job_id: str) -> Job:
         return self.jobs.get(job_id)
 
     def models(self) -> ModelList:
-        return ModelList.from_dict(self._request("GET", f"{API}/models"))
+        return self._request("GET", f"{API}/models", model=ModelList)
 
     def stats(self) -> Stats:
-        return Stats.from_dict(self._request("GET", f"{API}/stats"))
+        return self._request("GET", f"{API}/stats", model=Stats)
 
     # ---- transport ---------------------------------------------------------------------------
-    def _submit(self, path: str, body: dict | None, key: str | None) -> dict:
-        return self._request("POST", path, json=body, idempotency_key=key or str(uuid.uuid4()))
+    def _submit(self, path: str, body: dict | None, key: str | None) -> Accepted:
+        return self._request("POST", path, model=Accepted, json=body, idempotency_key=key or str(uuid.uuid4()))
 
-    def _request(self, method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any) -> Any:
+    def _request(
+        self, method: str, path: str, *, model: Any = None, idempotency_key: str | None = None, **kwargs: Any
+    ) -> Any:
+        """The answer's JSON (as `model`), after the retries the policy allows."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         for attempt in itertools.count():
             response, failure = None, None
@@ -222,7 +231,7 @@ class Client:
                 failure = exc
             delay = self._connection.retry_delay(attempt, method, bool(idempotency_key), response, failure)
             if delay is None:
-                return self._connection.answer(response, failure)
+                return self._connection.answer(response, failure, model)
             self._sleep(delay)
 
     def _download(self, output: Output, path: Path) -> Path:

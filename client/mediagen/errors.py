@@ -9,6 +9,11 @@ class MediagenError(Exception):
     """Base of every error this package raises."""
 
 
+class ConfigurationError(MediagenError):
+    """The client's settings cannot work: a URL that is not http(s)://host, a stack outputs file
+    that is not one, SigV4 signing without botocore."""
+
+
 class APIConnectionError(MediagenError):
     """The service could not be reached or did not answer in time (after the retries)."""
 
@@ -46,7 +51,8 @@ class NotFound(APIError):
 
 
 class Conflict(APIError):
-    """409: not possible in the job's current status, or the same Idempotency-Key is in flight."""
+    """409: not possible in the job's current status. (A submit whose Idempotency-Key is still in
+    flight, IDEMPOTENCY_IN_PROGRESS, is retried first: this is raised only when the retries ran out.)"""
 
 
 class RateLimited(APIError):
@@ -59,6 +65,11 @@ class RateLimited(APIError):
 
 class ServerError(APIError):
     """5xx after the retries."""
+
+
+class UnexpectedResponse(MediagenError):
+    """An answer that is not what the API documents (not JSON, or not the expected shape): most often
+    a URL that points at something other than this service."""
 
 
 class DownloadError(MediagenError):

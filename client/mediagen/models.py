@@ -1,8 +1,9 @@
 """The service's response bodies as plain dataclasses.
 
-Each class names the OpenAPI component it mirrors (`SCHEMA`); a test compares the field names and
-required sets with the live /openapi.json, so the client and the API cannot drift. Unknown fields
-the service may add later are ignored (and kept in `raw` where a caller may want them).
+Each class names the OpenAPI component it mirrors (`SCHEMA`); a test compares them with the live
+/openapi.json (every field both ways, the required sets, each field's type, the enums' values), so
+the client and the API cannot drift. Unknown fields a newer service may add are ignored (and kept
+in `raw` where a caller may want them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ class JobStatus(enum.StrEnum):
     @property
     def done(self) -> bool:
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class WebhookEvent(enum.StrEnum):
+    """What a request's `webhook` can be told about its job."""
+
+    PROCESSING = "job.processing"
+    PROGRESS = "job.progress"
+    COMPLETED = "job.completed"
+    FAILED = "job.failed"
+    CANCELLED = "job.cancelled"
 
 
 def _convert(tp: Any, value: Any) -> Any:
@@ -224,6 +235,22 @@ class StatusView(_Model):
 
 
 @dataclass(frozen=True)
+class Delivery(_Model):
+    """One event sent to the request's webhook: `attempt` is the job's attempt it is about,
+    `attempts` the tries so far, `last_status` the receiver's HTTP status (or why there was none),
+    `state` pending, delivered or given_up."""
+
+    SCHEMA = "Delivery"
+    webhook_id: str
+    event: WebhookEvent
+    attempt: int
+    updated_at: datetime
+    attempts: int = 0
+    last_status: str | None = None
+    state: str = "pending"
+
+
+@dataclass(frozen=True)
 class Detail(_Model):
     SCHEMA = "JobDetail"
     job_id: str
@@ -247,6 +274,7 @@ class Detail(_Model):
     deadline_at: datetime | None = None
     queue_position: int | None = None
     eta_seconds: Eta | None = None
+    webhook_deliveries: list[Delivery] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
@@ -310,6 +338,7 @@ MODELS: tuple[type[_Model], ...] = (
     CostAmounts,
     CostSummary,
     Adjustment,
+    Delivery,
     Accepted,
     StatusView,
     Detail,

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from mediagen import Client
+from mediagen import AsyncClient, Client, ConfigurationError
 
 NOTHING = {"provider": 0, "aws": 0, "total": 0, "aws_parts": {}}
 STATS = {
@@ -65,3 +65,15 @@ def test_an_aws_url_without_a_key_is_sigv4_signed_for_its_region(monkeypatch):
     auth = seen[0].headers["authorization"]
     assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/execute-api/aws4_request" in auth and "x-amz-date" in seen[0].headers
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[bad", "ftp://svc", "localhost:8000", "http://", "http://svc:99999", "http://a b"]
+)
+def test_a_url_that_cannot_work_is_refused_by_name(monkeypatch, url):
+    with pytest.raises(ConfigurationError, match="invalid service URL") as refused:
+        Client(url)
+    assert repr(url) in str(refused.value)
+    monkeypatch.setenv("MEDIAGEN_URL", url)
+    with pytest.raises(ConfigurationError):
+        AsyncClient()
