@@ -181,6 +181,10 @@ class JobStore:
     # ---- reads -------------------------------------------------------------------------------
     def get(self, job_id: str, owner: str | None = None) -> Job:
         """The job; JobNotFound too when `owner` is given and is not its owner (ids are not probeable)."""
+        if "#" in job_id:
+            # Another kind of item's key (counters, API keys, signing secrets): never a job, and
+            # deployed, the functions may not even read some of them (an AccessDenied, a 500).
+            raise JobNotFound(job_id)
         response = client("dynamodb").get_item(TableName=self.table, Key={PK: {"S": job_id}}, ConsistentRead=True)
         item = response.get("Item")
         if not item or item.get(ENTITY, {}).get("S") != JOB_ENTITY:  # counters are not jobs

@@ -17,7 +17,9 @@ from shared.signing import ITEM_PREFIX as SIGNING_PREFIX
 
 # Webhook signing secrets are items of this table that only the notifier may touch: the job grants
 # (every function's) exclude them; grant_signing_secrets gives the notifier its access alone.
-NOT_SIGNING_SECRETS = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": [f"{SIGNING_PREFIX}*"]}}
+# Every grant on the table but the authorizer's and the notifier's own: no API key item (the
+# authorizer reads them; operators manage them with their own credentials) and no signing secret.
+NOT_SECRETS = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": [f"{SIGNING_PREFIX}*", f"{KEY_ITEM_PREFIX}*"]}}
 
 
 def _attribute(name: str) -> dynamodb.Attribute:
@@ -57,7 +59,7 @@ class JobsStore(Construct):
     def grant_job_writes(self, grantee: iam.IGrantable) -> None:
         """Read a job and change it: every status change is a conditional Put + counter Update in one
         TransactWriteItems (authorized per item action), progress a conditional UpdateItem. Any
-        item but a signing secret."""
+        item but a signing secret or an API key."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=[
@@ -67,7 +69,7 @@ class JobsStore(Construct):
                     "dynamodb:ConditionCheckItem",
                 ],
                 resources=[self.table.table_arn],
-                conditions=NOT_SIGNING_SECRETS,
+                conditions=NOT_SECRETS,
             )
         )
 
@@ -127,6 +129,6 @@ class JobsStore(Construct):
         principal.add_to_principal_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=self.index_arns()))
         principal.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:BatchGetItem"], resources=[self.table.table_arn], conditions=NOT_SIGNING_SECRETS
+                actions=["dynamodb:BatchGetItem"], resources=[self.table.table_arn], conditions=NOT_SECRETS
             )
         )

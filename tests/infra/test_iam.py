@@ -366,12 +366,13 @@ def test_the_authorizer_may_read_only_key_items(dev: Synthesized) -> None:
     ]
 
 
-def test_only_the_notifier_may_read_webhook_signing_secrets(dev: Synthesized) -> None:
-    """Signing secrets are jobs-table items (`signing#…`): every other grant on the table excludes
-    them, and the notifier may read them and create only the deployment's."""
+def test_only_the_notifier_may_read_webhook_signing_secrets_and_only_the_authorizer_api_keys(dev: Synthesized) -> None:
+    """Signing secrets (`signing#…`) and API keys (`apikey#…`) are jobs-table items: every other
+    grant on the table excludes both (the public webhook function's included), the notifier may
+    read the secrets and create only the deployment's, the authorizer may read the keys."""
     from infra import spec
 
-    excluded = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": ["signing#*"]}}
+    excluded = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": ["signing#*", "apikey#*"]}}
     secret_grants = []
     for name in spec.FUNCTIONS:
         for statement in table_statements(dev, name):
@@ -380,9 +381,10 @@ def test_only_the_notifier_may_read_webhook_signing_secrets(dev: Synthesized) ->
                 continue  # any item but a signing secret
             keys = (condition or {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
             assert keys, f"{name}: {actions} on every item of the table, signing secrets included"
-            if any(key.startswith("signing#") for key in keys):
+            if any(key.startswith(("signing#", "apikey#")) for key in keys):
                 secret_grants.append((name, actions, keys))
     assert sorted(secret_grants) == [
+        ("authorizer", ["dynamodb:GetItem"], ["apikey#*"]),
         ("notifier", ["dynamodb:GetItem"], ["signing#*"]),
         ("notifier", ["dynamodb:PutItem"], ["signing#deployment"]),
     ]

@@ -207,3 +207,21 @@ def test_stats_follow_the_table_when_jobs_expire(emulator):
     assert lasted > 0 and after["duration_ms"] == stats["duration_ms"] - lasted
     assert after["usage_write_units"] == stats["usage_write_units"] - expired.usage.write_units
     assert after["metric_total_count"] == stats["metric_total_count"] - 1
+
+
+@pytest.mark.parametrize("key", ["signing#deployment", "apikey#0123abcd", "stats#completed#0"])
+def test_another_items_key_is_no_job_and_is_never_read(key, monkeypatch):
+    """Deployed, IAM refuses the functions' reads of signing secrets and API keys: asking for one
+    as a job must be a 404 (JobNotFound), not a read that fails with AccessDenied (a 500)."""
+    from botocore.exceptions import ClientError
+
+    from shared import job_store
+    from shared.job_store import JobNotFound
+
+    class DeniedTable:
+        def get_item(self, **_):
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, "GetItem")
+
+    monkeypatch.setattr(job_store, "client", lambda service: DeniedTable())
+    with pytest.raises(JobNotFound):
+        store().get(key)
