@@ -55,14 +55,14 @@ invoke: $(STAMP) ## Run one function on a sample event: make invoke FN=api EVENT
 redrive: $(STAMP) ## New attempt of each job in the dead-letter queue, then empty it (STACK=<stack> if deployed)
 	$(BIN)/python -m ops.redrive $(if $(STACK),--stack $(STACK))
 
-api-key: $(STAMP) ## Create an API key for NAME (printed once, as the last line, after its webhook signing secret); STACK=<stack> if deployed
-	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) create $(NAME)
+api-key: $(STAMP) ## Create an API key for NAME (printed once, as the last line, after its webhook signing secret); MAX_ACTIVE_JOBS=, MAX_SUBMITS_PER_MINUTE= override its quota; STACK=<stack> if deployed
+	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) create $(NAME) $(if $(MAX_ACTIVE_JOBS),--max-active-jobs $(MAX_ACTIVE_JOBS)) $(if $(MAX_SUBMITS_PER_MINUTE),--max-submits-per-minute $(MAX_SUBMITS_PER_MINUTE))
 
 api-key-rotate-secret: $(STAMP) ## New webhook signing secret for NAME's keys (the old one signs too for GRACE_HOURS, 24); STACK=<stack> if deployed
 	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) rotate-secret $(NAME) $(if $(GRACE_HOURS),--grace-hours $(GRACE_HOURS))
 
-api-key-revoke: $(STAMP) ## Revoke every key of NAME (STACK=<stack> if deployed)
-	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) revoke $(NAME)
+api-key-revoke: $(STAMP) ## Revoke every key of NAME, or only KEY_ID (STACK=<stack> if deployed)
+	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) revoke $(NAME) $(if $(KEY_ID),--key-id $(KEY_ID))
 
 api-keys: $(STAMP) ## List the API keys, never the keys themselves (STACK=<stack> if deployed)
 	$(BIN)/python -m ops.api_keys $(if $(STACK),--stack $(STACK)) list

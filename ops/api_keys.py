@@ -7,7 +7,7 @@ targets a deployed stack; without it, the emulation of `make dev` on EMULATOR_PO
 
     python -m ops.api_keys create alice [--max-active-jobs N] [--max-submits-per-minute N]
     python -m ops.api_keys rotate-secret alice [--grace-hours 24]
-    python -m ops.api_keys revoke alice
+    python -m ops.api_keys revoke alice [--key-id ID]
     python -m ops.api_keys list
     python -m ops.api_keys deployment-secret [--rotate] [--grace-hours 24]
 """
@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     rotate = commands.add_parser("rotate-secret")
     rotate.add_argument("name")
     rotate.add_argument("--grace-hours", type=float, default=GRACE_HOURS, help="the old secret keeps signing this long")
-    commands.add_parser("revoke").add_argument("name")
+    revoke = commands.add_parser("revoke")
+    revoke.add_argument("name")
+    revoke.add_argument("--key-id", help="only this key of the name (`list` shows the ids)")
     commands.add_parser("list")
     deployment = commands.add_parser("deployment-secret", help="the secret of jobs made without a key")
     deployment.add_argument("--rotate", action="store_true")
@@ -75,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"New deployment webhook signing secret (the old one signs too for {args.grace_hours:g} h):")
         print(secret)
     elif args.command == "revoke":
-        revoked = auth.revoke_keys(args.name)
-        print(json.dumps({"name": args.name, "revoked": revoked}))
+        revoked = auth.revoke_keys(args.name, args.key_id)
+        print(json.dumps({"name": args.name, "key_id": args.key_id, "revoked": revoked}))
         return 0 if revoked else 1
     else:
         for entry in auth.list_keys():

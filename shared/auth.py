@@ -205,10 +205,13 @@ def rotate_signing_secrets(name: str, grace_hours: float = signing.GRACE_HOURS) 
     }
 
 
-def revoke_keys(name: str) -> int:
-    """Revoke every active key of `name`; how many were revoked."""
+def revoke_keys(name: str, key_id: str | None = None) -> int:
+    """Revoke every active key of `name`, or only its key `key_id` (to rotate: create a new key,
+    move the app to it, then revoke the old one by id); how many were revoked."""
     revoked = 0
     for item in _key_items():
+        if key_id is not None and item["key_id"]["S"] != key_id:
+            continue
         if item["name"]["S"] == name and item["state"]["S"] == "active":
             client("dynamodb").update_item(
                 TableName=_table(),

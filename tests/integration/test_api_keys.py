@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -280,3 +281,35 @@ def test_the_refusals_of_keys_and_quotas_conform_to_the_openapi_document(api: ht
     conforms(document, limited, "POST", "/api/v1/generate")
     assert "Retry-After" in document["paths"]["/api/v1/generate"]["post"]["responses"]["429"]["headers"]
     assert "409" in document["paths"]["/api/v1/generate"]["post"]["responses"]  # IDEMPOTENCY_IN_PROGRESS
+
+
+def test_make_api_key_limits_and_rotation_by_key_id(api: httpx.Client, keys, emulator) -> None:
+    """Through `make`, as an operator runs it: a key with its own limit; a second key of the same
+    name, then the first revoked by its id while the second keeps working (rotation, no outage)."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    keys()  # API_AUTH=keys
+    name = unique_prompt("rotate").replace(" ", "-")
+    env = {**os.environ, "EMULATOR_PORT": emulator.endpoint.rsplit(":", 1)[1]}
+
+    def make(*args: str) -> list[str]:
+        done = subprocess.run(["make", "-s", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()
+
+    first = make("api-key", f"NAME={name}", "MAX_ACTIVE_JOBS=1")[-1]
+    second = make("api-key", f"NAME={name}")[-1]
+    listed = [json.loads(line) for line in make("api-keys") if name in line]
+    assert len(listed) == 2
+    with emulator.dispatch_paused():
+        headers = {"Authorization": f"Bearer {first}"}
+        assert api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=headers).status_code == 202
+        assert api.post("/api/v1/generate", json={"prompt": unique_prompt()}, headers=headers).status_code == 429
+    from shared.auth import hash_key
+
+    first_id = next(entry["key_id"] for entry in listed if hash_key(first).startswith(entry["key_id"]))
+    make("api-key-revoke", f"NAME={name}", f"KEY_ID={first_id}")
+    assert api.get("/api/v1/models", headers={"Authorization": f"Bearer {first}"}).status_code == 401
+    assert api.get("/api/v1/models", headers={"Authorization": f"Bearer {second}"}).status_code == 200
