@@ -26,6 +26,7 @@ stops the worker (JobNotRunning / InvalidTransition) without touching it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -248,14 +249,20 @@ class Attempt:
                 job, images, reporter, metadata, predict_seconds=prediction.predict_time, copy_started=began
             )
         if prediction.status == "failed":
+            # The provider bills the time a failed prediction ran: the job's cost shows it.
+            if prediction.predict_time is not None:
+                with contextlib.suppress(JobNotRunning):
+                    store().update_running(job, {"predict_seconds": prediction.predict_time})
             raise PermanentError(f"The model failed: {_first_line(prediction.error)}", code="GENERATION_FAILED")
         # Canceled or aborted. Past the deadline, that was us (or Cancel-After): a timeout. A
         # cancel by our client otherwise is a job cancel, which already ended the job.
         self._check_deadline()
         error = JobError(code="PROVIDER_CANCELLED", message="The prediction was cancelled on Replicate")
-        job = store().transition(
-            job.job_id, JobStatus.CANCELLED, attempt=job.attempt, change=lambda j: setattr(j, "error", error)
-        )
+
+        def cancelled(j: Job) -> None:
+            j.error, j.predict_seconds = error, prediction.predict_time
+
+        job = store().transition(job.job_id, JobStatus.CANCELLED, attempt=job.attempt, change=cancelled)
         metrics.add_metric(name="JobsCancelled", unit=MetricUnit.Count, value=1)
         return {"status": job.status.value}
 

@@ -157,6 +157,26 @@ def test_sdxl_runs_by_version_with_the_old_parameters_mapped(api, provider, doub
     assert prediction.route == "version" and prediction.version == SDXL_VERSION
     assert {k: prediction.body["input"][k] for k in body["parameters"]} == body["parameters"]
     assert [(o["content_type"], o["width"], o["height"]) for o in job["outputs"]] == [("image/png", 768, 512)]
+    # SDXL is billed by its GPU's time: the prediction's predict time x the price per second.
+    seconds = job["metrics"]["predict_seconds"]
+    assert seconds and seconds > 0
+    provider_cost = job["cost"]["provider"]
+    assert provider_cost["usd"] == pytest.approx(seconds * 0.000975)
+    assert provider_cost["basis"] == f"{seconds} s of predict time x $0.000975 per second"
+
+
+def test_a_failed_prediction_on_a_per_second_model_still_shows_what_it_cost(api, provider, double):
+    """Replicate bills the time a failed prediction ran: the job's cost is that, not unknown."""
+    provider("poll")
+    prompt = unique_prompt("sdxl-fails")
+    double.script(prompt, Fault.fail("CUDA out of memory"))
+    response = api.post("/api/v1/generate", json={"prompt": prompt, "model": "stability-ai/sdxl"})
+    job = wait_until_done(api, response.json()["job_id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "GENERATION_FAILED", job
+    seconds = job["metrics"]["predict_seconds"]
+    assert seconds and seconds > 0
+    assert job["cost"]["provider"]["usd"] == pytest.approx(seconds * 0.000975)
+    assert job["cost"]["total_usd"] == pytest.approx(job["cost"]["aws"]["usd"] + job["cost"]["provider"]["usd"])
 
 
 # ---- validation per model --------------------------------------------------------------------
