@@ -24,6 +24,7 @@ network to AWS (the emulation is on loopback), and the CPU share a memory settin
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import json
 import os
@@ -67,7 +68,12 @@ CASES = (
     Case("finalizer", "finalizer", "events/finalizer/workflow-catch.json"),
     Case("notifier", "notifier", "events/notifier/sqs-event.json"),
     Case("authorizer", "authorizer", "events/authorizer/request-unknown-key.json"),
+    # A genuine delivery's path: signature checked (signed afresh below), the job read.
+    Case("webhook", "webhook", "events/webhook/replicate.json", 200),
+    Case("counters", "counters", "events/counters/stream-batch.json"),
 )
+# The provider's webhook secret the benchmark signs its delivery with (as deployed, stored: no fetch).
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"cold-start-bench-secret!").decode()
 COMPARED = (("api: health", "baseline: health"), ("api: get job", "baseline: get job"))
 
 
@@ -172,6 +178,7 @@ def lambda_environment(package: str, root: Path) -> dict[str, str]:
         "POWERTOOLS_TRACE_DISABLED": "false",
         "POWERTOOLS_METRICS_DISABLED": "false",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "REPLICATE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         **spec.RUNTIME_ENV,
     }
 
@@ -186,6 +193,17 @@ def event_for(case: Case, directory: Path) -> Path:
     event = json.loads((ROOT / case.event).read_text().replace(SAMPLE_JOB_ID, job_id))
     if "execution_started_at" in event:
         event["execution_started_at"] = to_iso(utcnow())
+    for n, record in enumerate(event.get("Records") or []):
+        if "dynamodb" in record:  # a new batch, not a retry of the last run's (its token is theirs)
+            record["dynamodb"]["SequenceNumber"] = f"{time.time_ns()}{n:03d}"
+    if "webhook-signature" in (event.get("headers") or {}):
+        from local.replicate_double.webhooks import sign
+
+        headers = event["headers"]
+        headers["webhook-timestamp"] = str(int(time.time()))
+        headers["webhook-signature"] = sign(
+            WEBHOOK_SECRET, headers["webhook-id"], int(headers["webhook-timestamp"]), event["body"]
+        )
     path = directory / f"{job_id}.json"
     path.write_text(json.dumps(event))
     return path

@@ -152,3 +152,9 @@ def test_the_fastapi_twin_of_the_api_has_its_routes() -> None:
         for method in route.methods
     }
     assert ours == theirs
+
+
+def test_make_bench_measures_every_function() -> None:
+    from bench.cold_start import CASES
+
+    assert {case.package for case in CASES} >= set(spec.FUNCTIONS)
