@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for every job to end")
     parser.add_argument("--max-rss-mb", type=float, default=4096, help="stop the run if the server passes this")
+    parser.add_argument("--goal-rss-mb", type=float, default=1024, help="the peak resident memory goal")
+    parser.add_argument("--goal-threads", type=int, default=200, help="the peak thread count goal (bounded)")
     args = parser.parse_args(argv)
 
     port, aws_port = free_port(), free_port()
@@ -251,12 +253,16 @@ def main(argv: list[str] | None = None) -> None:
             f"system {system:.0f} s); "
             f"load average now {os.getloadavg()[0]:.1f}"
         )
-        ok = (
-            codes[202] == args.jobs
-            and statuses["completed"] == args.jobs
-            and not errors
-            and not sampler.over_limit.is_set()
-        )
+        goals = {  # the burst's goals: every job accepted and completed, under 1 GB, threads bounded
+            f"{args.jobs} x 202": codes[202] == args.jobs,
+            f"{args.jobs} completed": statuses["completed"] == args.jobs,
+            "0 connection errors": not errors,
+            f"peak RSS under {args.goal_rss_mb:.0f} MB": sampler.peak_rss_mb < args.goal_rss_mb
+            and not sampler.over_limit.is_set(),
+            f"peak threads under {args.goal_threads}": sampler.peak_threads < args.goal_threads,
+        }
+        ok = all(goals.values())
+        print("; ".join(f"{goal}: {'met' if met else 'MISSED'}" for goal, met in goals.items()))
         print("OK" if ok else "NOT OK")
     finally:
         sampler.stop()
