@@ -20,10 +20,10 @@ from mediagen.models import MODELS, Accepted, Detail, JobPage, ModelList, Stats,
 from PIL import Image
 
 from shared.errors import PermanentError
-from tests.conftest import unique_prompt
+from tests.conftest import unique_prompt, wait_for
 from tests.integration.test_client_webhooks import hooks, receivers, settled  # noqa: F401  (fixtures)
 from tests.integration.test_idempotency import jobs_with_prompt
-from tests.integration.test_replicate import double, provider  # noqa: F401  (fixtures)
+from tests.integration.test_replicate import double, predictions_for, provider  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -260,6 +260,27 @@ def test_generate_on_the_replicate_double(mediagen, provider, tmp_path):  # noqa
     assert job.status == JobStatus.COMPLETED
     [path] = job.download(tmp_path)
     assert path.name == f"{job.id}_0.webp" and Image.open(path).format == "WEBP"
+
+
+def test_failure_and_cancel_on_the_replicate_double(mediagen, provider, double):  # noqa: F811
+    """The provider's own failure reaches the client as the job's error; a cancel reaches the
+    prediction on the provider."""
+    from local.replicate_double import Fault
+
+    provider("poll")
+    prompt = unique_prompt("lib replicate fails")
+    double.script(prompt, Fault.fail("CUDA out of memory"))
+    failed = mediagen.generate(prompt, model="black-forest-labs/flux-schnell")
+    assert failed.status == JobStatus.FAILED and failed.error.code == "GENERATION_FAILED"
+    assert "CUDA out of memory" in failed.error.message
+
+    prompt = unique_prompt("lib replicate cancel")
+    double.script(prompt, Fault.slow(10))
+    job = mediagen.generate(prompt, model="black-forest-labs/flux-schnell", wait=False)
+    wait_for(lambda: predictions_for(double, prompt), timeout=20, what="the prediction created")
+    assert job.cancel().status == JobStatus.CANCELLED
+    [prediction] = predictions_for(double, prompt)
+    wait_for(lambda: prediction.status == "canceled", timeout=20, what="the prediction cancelled on the provider")
 
 
 class FlakyStorage(httpx.BaseTransport, httpx.AsyncBaseTransport):
