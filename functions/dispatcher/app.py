@@ -29,6 +29,7 @@ def pacer() -> workflow.Pacer:
 
 
 def dispatch_record(record: SQSRecord) -> str:
+    logger.remove_keys(["job_id", "attempt"])  # the batch's previous record's, until this one's are known
     message = JobMessage.model_validate_json(record.body)
     logger.append_keys(job_id=message.job_id, attempt=message.attempt)
     try:

@@ -17,6 +17,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 def deliver_record(record: SQSRecord) -> str:
+    logger.remove_keys(["job_id", "attempt"])  # the batch's previous record's, until this one's are known
     message = EventMessage.model_validate_json(record.body)
     logger.append_keys(job_id=message.job_id, attempt=message.attempt)
     return webhook_delivery.deliver(message)

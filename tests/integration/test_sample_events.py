@@ -173,3 +173,33 @@ def test_sample_event(name, emulator):
         assert store().get(job_id).status == "failed"
     if name == "dispatcher/sqs-batch.json":
         wait_for(lambda: store().get(job_id).status == "completed", what="the dispatched job to complete")
+
+
+@pytest.mark.parametrize(
+    ("function", "record_handler"), [("notifier", "deliver_record"), ("dispatcher", "dispatch_record")]
+)
+def test_a_batch_record_that_fails_to_parse_carries_no_earlier_records_job_id(function, record_handler, monkeypatch):
+    """Within one batch, a record whose body cannot be read must not log with the job id of the
+    record before it."""
+    import importlib
+
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from pydantic import ValidationError
+
+    module = importlib.import_module(f"functions.{function}.app")
+    handle = getattr(module, record_handler)
+    event = load_event(f"{function}/{'sqs-event' if function == 'notifier' else 'sqs-batch'}.json", str(uuid.uuid4()))
+    good = event["Records"][0]
+    monkeypatch.setattr(module, "webhook_delivery" if function == "notifier" else "jobs", _Quiet())
+    handle(SQSRecord(good))
+    assert "job_id" in logger.get_current_keys()
+    with pytest.raises(ValidationError):
+        handle(SQSRecord(dict(good, body="not a message")))
+    assert "job_id" not in logger.get_current_keys()
+
+
+class _Quiet:
+    """Stands in for what a record handler calls once it read its record."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: "done"
