@@ -74,3 +74,27 @@ def test_the_dev_server_does_not_outlive_its_parent() -> None:
     finally:
         if alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_token_in_dot_env_switches_make_dev_to_replicate_and_it_says_so(tmp_path) -> None:
+    """The old service's `cp env.example .env`: a token there (not in the environment) runs the
+    real-provider path, and the start-up banner names the mode and the file it read. Ctrl-C stops it."""
+    env, port = dev_env()
+    env["PYTHONPATH"] = str(ROOT)
+    (tmp_path / ".env").write_text("REPLICATE_API_TOKEN=r8_from_dot_env\nREPLICATE_BASE_URL=http://127.0.0.1:9\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "local.dev"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        wait_healthy(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            assert b'"mode":"replicate"' in answer.read().replace(b" ", b"")
+        server.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        banner, _ = server.communicate(timeout=10)
+        assert server.returncode == 0 and time.monotonic() - started < 5  # about 1 s here
+    finally:
+        server.kill()
+    assert "generation on Replicate" in banner, banner
+    assert str(tmp_path / ".env") in banner or ".env" in banner.split("Settings", 1)[1].splitlines()[0], banner
+    assert "r8_from_dot_env" not in banner  # the token itself is never printed
