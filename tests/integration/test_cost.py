@@ -145,3 +145,38 @@ def test_x_ray_counts_lambdas_fixed_sampling_for_active_functions_only() -> None
     share = sampled_share(8, DEFAULT_SAMPLING)
     assert 0.35 < share < 0.39
     assert sampled_share(1, {"reservoir": 0, "rate": 0.01}) == pytest.approx(0.01)
+
+
+def test_the_meter_counts_dynamodb_units_from_item_sizes_indexes_and_transactions(emulator):
+    """`make cost`'s DynamoDB sizer: 1 KB write units of the larger of the item before and after,
+    doubled in a transaction; a KEYS_ONLY index entry written when it appears, moves or goes;
+    4 KB read units, halved when eventually consistent."""
+    from bench.cost import DynamoSizer
+    from shared.job_store import CREATED_AT, STATUS
+    from shared.settings import get_settings
+
+    sizer, table = DynamoSizer(), get_settings().jobs_table_name
+    dynamodb = client("dynamodb")
+
+    def written(operation: str, **params) -> tuple[float, float]:
+        touched = sizer.before(operation, params)
+        getattr(dynamodb, {"PutItem": "put_item", "TransactWriteItems": "transact_write_items"}[operation])(**params)
+        return sizer.write_units(touched)
+
+    key = {"pk": {"S": unique_prompt("meter").replace(" ", "-")}}
+    item = key | {"blob": {"S": "x" * 1500}}  # about 1.5 KB: 2 write units
+    assert written("PutItem", TableName=table, Item=item) == (2, 0)
+    into_index = {
+        "Update": {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "SET #s = :s, #c = :c",
+            "ExpressionAttributeNames": {"#s": STATUS, "#c": CREATED_AT},
+            "ExpressionAttributeValues": {":s": {"S": "pending"}, ":c": {"S": "2026-12-07"}},
+        }
+    }
+    assert written("TransactWriteItems", TransactItems=[into_index]) == (4, 1)  # x2; one entry added
+    moved = dict(into_index["Update"], ExpressionAttributeValues={":s": {"S": "failed"}, ":c": {"S": "2026-12-07"}})
+    assert written("TransactWriteItems", TransactItems=[{"Update": moved}]) == (4, 2)  # removed + added
+    assert sizer.read_units("GetItem", {"TableName": table, "Key": key, "ConsistentRead": True}, {}) == 1
+    assert sizer.read_units("GetItem", {"TableName": table, "Key": key}, {}) == 0.5
