@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from local import serve_until_stopped
+from local import catch_stop_signals, serve_until_stopped
 from local.emulator import Emulator
 from shared.settings import get_settings
 
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replicate-double", action="store_true", help="generate on the Replicate test double")
     parser.add_argument("--no-dotenv", action="store_true", help="do not read .env")
     args = parser.parse_args(argv)
+    stopped = catch_stop_signals()
     dotenv = Path(".env")
     read = not args.no_dotenv and read_dotenv(dotenv)
     warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  Ctrl-C to stop.\n",
         flush=True,
     )
-    serve_until_stopped(emulator.stop, *([double.stop] if double else []))
+    serve_until_stopped(stopped, emulator.stop, *([double.stop] if double else []))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from local import serve_until_stopped
+from local import catch_stop_signals, serve_until_stopped
 from local.replicate_double.server import DEFAULT_TOKEN, ReplicateDouble
 
 
@@ -16,6 +16,7 @@ def main() -> None:
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="the API token to accept")
     parser.add_argument("--processing-seconds", type=float, default=3.0, help="how long a prediction runs")
     args = parser.parse_args()
+    stopped = catch_stop_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     double = ReplicateDouble(
         token=args.token,
@@ -32,7 +33,7 @@ def main() -> None:
         "  Ctrl-C to stop.\n",
         flush=True,
     )
-    serve_until_stopped(double.stop)
+    serve_until_stopped(stopped, double.stop)
 
 
 if __name__ == "__main__":

@@ -98,3 +98,26 @@ def test_a_token_in_dot_env_switches_make_dev_to_replicate_and_it_says_so(tmp_pa
     assert "generation on Replicate" in banner, banner
     assert str(tmp_path / ".env") in banner or ".env" in banner.split("Settings", 1)[1].splitlines()[0], banner
     assert "r8_from_dot_env" not in banner  # the token itself is never printed
+
+
+def test_ctrl_c_while_starting_stops_it() -> None:
+    """A Ctrl-C that lands during start-up (here: once the emulated AWS answers, before the API
+    does) stops the process promptly instead of leaving its server threads holding it open."""
+    env, _ = dev_env()
+    aws_port = int(env["EMULATOR_PORT"])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "local.dev", "--no-dotenv"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{aws_port}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        server.send_signal(signal.SIGINT)
+        _, log = server.communicate(timeout=20)
+        assert server.returncode == 0 and b"Traceback" not in log, log.decode()[-2000:]
+    finally:
+        server.kill()
