@@ -26,6 +26,7 @@ LAMBDA_ENV = {
     "LAMBDA_TASK_ROOT": str(ROOT),
     "POWERTOOLS_TRACE_DISABLED": "false",
     "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    **spec.RUNTIME_ENV,
 }
 NOT_AT_INIT = (
     "boto3",
@@ -35,6 +36,7 @@ NOT_AT_INIT = (
     "pydantic_settings",
     "fastapi",
     "PIL",
+    "importlib.metadata",  # pydantic's plugin discovery: plugins are off (shared/__init__.py)
 )
 
 
@@ -113,6 +115,32 @@ def test_an_unsampled_invocation_loads_nothing_of_the_x_ray_sdk_until_a_sampled_
         print(json.dumps({"unsampled": unsampled, "sampled": sampled, "patched": patched}))
         """
     assert run_python(code) == {"unsampled": [False, False], "sampled": True, "patched": ["botocore", "httplib"]}
+
+
+def test_pydantic_asks_the_stand_in_plugin_loader_and_finds_no_plugins() -> None:
+    """shared/__init__.py stands in for pydantic's plugin loader when plugins are off: pydantic must
+    still get its plugins from that loader (else the stand-in saves nothing, or a newer pydantic
+    wants more of the loader than get_plugins), and with plugins on, the real loader is used."""
+    asked = run_python(
+        """
+        import json, sys
+        import shared
+        loader = sys.modules["pydantic.plugin._loader"]
+        calls = []
+        loader.get_plugins = lambda: calls.append(1) or ()
+        from shared.models import GenerateRequest
+        GenerateRequest.model_validate({"prompt": "a lighthouse"})
+        print(json.dumps({"calls": len(calls), "metadata": "importlib.metadata" in sys.modules}))
+        """
+    )
+    assert asked["calls"] > 0 and not asked["metadata"], asked
+    env = LAMBDA_ENV.copy()
+    env.pop("PYDANTIC_DISABLE_PLUGINS")
+    real = "import sys, shared.models; print(hasattr(sys.modules['pydantic.plugin._loader'], 'entry_points'))"
+    result = subprocess.run(
+        [sys.executable, "-c", real], cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "True", result.stderr[-3000:]
 
 
 def test_a_job_is_stored_and_read_without_boto3() -> None:
