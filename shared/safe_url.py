@@ -1,9 +1,11 @@
-"""Where a client webhook may point: https only, to hosts with public addresses (no SSRF).
+"""Where the service may connect on a URL it was given (no SSRF): https only, to hosts with public
+addresses. Used for client webhooks and for the provider's output files.
 
-Checked at submit (a refused URL is a 422) and again at every delivery, where the checked address
-is the one connected to (shared/notify.py pins it), so a name that re-resolves to a private address
-between check and connect (DNS rebinding) is never reached. CLIENT_WEBHOOK_ALLOW_PRIVATE=1 allows
-http and non-public addresses, for local tests only.
+A client webhook is checked at submit (a refused URL is a 422) and again at every delivery; each
+connection (a delivery, an output download) goes to the checked address (`pinned`), so a name that
+re-resolves to a private address between check and connect (DNS rebinding) is never reached.
+CLIENT_WEBHOOK_ALLOW_PRIVATE=1 allows http and non-public addresses for webhooks, for local tests
+only; outputs allow them only from a loopback host named in REPLICATE_OUTPUT_HOSTS (the local double).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from urllib.parse import urlsplit
 
 class UnsafeUrl(ValueError):
     """The URL may not be called; the message is safe to show to the client."""
+
+
+class Unresolved(UnsafeUrl):
+    """The host has no address now (perhaps only for now: DNS may be failing)."""
 
 
 @dataclass(frozen=True)
@@ -118,9 +124,23 @@ def check(url: str, allow_private: bool = False) -> Target:
         literal = None
     addresses = [str(literal)] if literal else resolve(host, port)
     if not addresses:
-        raise UnsafeUrl("host does not resolve")
+        raise Unresolved("host does not resolve")
     usable = addresses if allow_private else [a for a in addresses if is_public(a)]
     if not usable:
         raise UnsafeUrl("points to a private, loopback or link-local address")
+    # IPv4 first: a Lambda function outside a VPC reaches the Internet over IPv4 only, and a laptop
+    # resolves localhost to ::1 first while local servers listen on 127.0.0.1.
+    usable.sort(key=lambda address: ":" in address)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(scheme=parts.scheme, host=host, port=port, path=path, address=usable[0])
+
+
+def pinned(target: Target) -> tuple[str, dict[str, str], dict[str, str]]:
+    """How an httpx request reaches `target` at its checked address and nowhere else: the URL to
+    that address, the Host header, and the extension that keeps the name for TLS (SNI and the
+    certificate check)."""
+    host = f"[{target.address}]" if ":" in target.address else target.address
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    url = f"{target.scheme}://{host}:{target.port}{target.path}"
+    return url, {"Host": host_header}, {"sni_hostname": target.host}

@@ -41,16 +41,13 @@ def post(target: safe_url.Target, headers: dict[str, str], body: str) -> str:
     Returns the status code as text, or timeout / connection_error."""
     import httpx  # the notifier's bundle has it (worker group); the API's, which imports shared/, not
 
-    host = f"[{target.address}]" if ":" in target.address else target.address
-    url = f"{target.scheme}://{host}:{target.port}{target.path}"
-    default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    url, host_header, extensions = safe_url.pinned(target)
     timeout = get_settings().client_webhook_timeout_seconds
-    request_headers = headers | {"Host": host_header, "Content-Type": "application/json", "User-Agent": USER_AGENT}
+    request_headers = headers | host_header | {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as http:
             request = http.build_request(
-                "POST", url, content=body.encode(), headers=request_headers, extensions={"sni_hostname": target.host}
+                "POST", url, content=body.encode(), headers=request_headers, extensions=extensions
             )
             response = http.send(request, stream=True)
             try:

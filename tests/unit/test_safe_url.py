@@ -202,3 +202,11 @@ def test_delivery_connects_to_the_checked_address_with_the_name_as_host(monkeypa
 )
 def test_what_is_retried(status, retry):
     assert webhook_delivery.retryable(status) is retry
+
+
+def test_an_ipv4_address_is_connected_to_before_an_ipv6_one(monkeypatch):
+    """Lambda outside a VPC has no IPv6 route; a laptop resolves localhost to ::1 first."""
+    monkeypatch.setattr(safe_url, "resolve", lambda host, port: ["2606:2800:220:1::1", "93.184.216.34"])
+    assert safe_url.check("https://example.test/").address == "93.184.216.34"
+    monkeypatch.setattr(safe_url, "resolve", lambda host, port: ["::1", "127.0.0.1"])
+    assert safe_url.check("https://localhost/", allow_private=True).address == "127.0.0.1"
