@@ -108,8 +108,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("worker", timeout_seconds=900, memory_mb=512, dependency_group="worker"),
         # Cancels the provider's prediction of a failed job: the provider client, without Pillow.
         FunctionSpec("finalizer", timeout_seconds=30, memory_mb=256, dependency_group="provider"),
-        # Delivers client webhooks (httpx: the provider group, no Pillow).
-        FunctionSpec("notifier", timeout_seconds=60, memory_mb=256, dependency_group="provider"),
+        # Delivers client webhooks: httpx, without the provider client or Pillow.
+        FunctionSpec("notifier", timeout_seconds=60, memory_mb=256, dependency_group="http"),
         # The API key check (shared/auth.py): one GetItem.
         FunctionSpec("authorizer", timeout_seconds=10, memory_mb=256),
         # The provider's webhooks, on a function URL of their own: a signature check, a read and

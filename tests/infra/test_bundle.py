@@ -41,6 +41,9 @@ def test_groups_of_the_functions() -> None:
     # The finalizer cancels predictions (the provider client) and never draws an image.
     assert names(bundle.requirements(bundle.group_of("finalizer"))) >= PROVIDER
     assert "pillow" not in names(bundle.requirements(bundle.group_of("finalizer")))
+    # The notifier posts client webhooks with httpx: neither the provider client nor Pillow.
+    notifier = names(bundle.requirements(bundle.group_of("notifier")))
+    assert "httpx" in notifier and not notifier & {"replicate", "pillow"}
     for function in spec.FUNCTIONS:
         assert bundle.requirements(bundle.group_of(function)), function
 
