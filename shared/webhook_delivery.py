@@ -39,7 +39,7 @@ def body_of(message: EventMessage, job: Job) -> str:
 def post(target: safe_url.Target, headers: dict[str, str], body: str) -> str:
     """One POST to the checked address (the name stays in Host, SNI and the certificate check).
     Returns the status code as text, or timeout / connection_error."""
-    import httpx  # the notifier's bundle has it (worker group); the API's, which imports shared/, not
+    import httpx  # the notifier's package has it (http group); the API's, which imports shared/, not
 
     url, host_header, extensions = safe_url.pinned(target)
     timeout = get_settings().client_webhook_timeout_seconds

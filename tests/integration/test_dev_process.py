@@ -22,15 +22,19 @@ def dev_env() -> tuple[dict[str, str], int]:
     return env, port
 
 
-def wait_healthy(port: int, timeout: float = 60) -> None:
+def wait_answering(url: str, timeout: float = 60, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            urllib.request.urlopen(url, timeout=2).close()
             return
         except OSError:
-            time.sleep(0.2)
-    raise AssertionError("local.dev did not answer /health")
+            time.sleep(interval)
+    raise AssertionError(f"local.dev did not answer {url}")
+
+
+def wait_healthy(port: int) -> None:
+    wait_answering(f"http://127.0.0.1:{port}/health")
 
 
 def alive(pid: int) -> bool:
@@ -109,13 +113,7 @@ def test_ctrl_c_while_starting_stops_it() -> None:
         [sys.executable, "-m", "local.dev", "--no-dotenv"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{aws_port}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_answering(f"http://127.0.0.1:{aws_port}/moto-api/", interval=0.05)
         server.send_signal(signal.SIGINT)
         _, log = server.communicate(timeout=20)
         assert server.returncode == 0 and b"Traceback" not in log, log.decode()[-2000:]
