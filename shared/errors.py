@@ -187,4 +187,5 @@ class SubmitRateLimited(QuotaExceeded):
     code = "RATE_LIMITED"
 
     def __init__(self, limit: int, retry_after: int) -> None:
-        super().__init__(f"This key made {limit} submits this minute (MAX_SUBMITS_PER_MINUTE_PER_KEY)", retry_after)
+        detail = f"This key made {limit} submits within the last minute (MAX_SUBMITS_PER_MINUTE_PER_KEY)"
+        super().__init__(detail, retry_after)

@@ -12,7 +12,8 @@ Layout (one table; infra/spec.py builds the table and its indexes from the names
   created_at) list one caller's jobs, also one Query per page; a counter item per owner
   (`pk` = "owner#<owner>") holds that owner's jobs per status (from the stream too) and its
   `active` (pending or processing) count, which the job's own transactions keep exactly: that is
-  where a key's quota is enforced, with a per-minute submit counter (`pk` = "rate#<owner>#<minute>");
+  where a key's quota is enforced, with a submit counter per minute (`pk` = "rate#<owner>#<minute>",
+  read as a sliding window: shared/submit_rate.py);
 - the queue item (`pk` = "queue") holds the last submit sequence number handed out and the
   highest one dispatched, so a pending job's queue position is one read however long the queue;
 - a timing item per model (`pk` = "timing#<model>") holds a moving average of how long its jobs
@@ -35,7 +36,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from shared import notify
+from shared import notify, submit_rate
 from shared.aws import client, error_code
 from shared.errors import (
     ActiveJobsLimit,
@@ -77,6 +78,8 @@ TIMING_PREFIX = "timing#"
 TIMING_WEIGHT = 0.2
 
 _MAX_WRITE_TRIES = 6
+# The submit limit's clock (a name of its own so a test can move it across a minute's end).
+clock = time.time
 
 
 class JobNotRunning(Exception):
@@ -351,8 +354,9 @@ class JobStore:
 
     def create(self, job: Job, max_active: int | None = None, max_per_minute: int | None = None) -> Job:
         """Store a new job. With limits (an API key's quota), the owner's active-job count and this
-        minute's submit count are checked and raised in the same transaction: nothing is stored
-        over either (ActiveJobsLimit, SubmitRateLimited), however many submits race."""
+        minute's submit count (against what the previous minute's leaves: shared/submit_rate.py)
+        are checked and raised in the same transaction: nothing is stored over either
+        (ActiveJobsLimit, SubmitRateLimited), however many submits race."""
         # This transaction's own units go on the job with what the request metered so far: the job
         # and the owner's counter (and this minute's submit count) at 2 units each, and the job's
         # index entries. A refused create stores nothing, and its usage is no job's.
@@ -367,23 +371,24 @@ class JobStore:
             "ConditionExpression": "attribute_not_exists(#pk)",
             "ExpressionAttributeNames": {"#pk": PK},
         }
-        extra = []
+        extra, now, previous = [], clock(), 0
         if max_per_minute is not None:
-            now = time.time()
-            minute = int(now // 60)
+            minute = submit_rate.minute_of(now)
+            previous = self._submits_in_minute(job.owner, minute - 1)
             extra.append(
                 {
                     "Update": {
                         "TableName": self.table,
                         "Key": {PK: {"S": f"{RATE_PREFIX}{job.owner}#{minute}"}},
                         "UpdateExpression": "ADD submits :one SET #ttl = :ttl",
-                        "ConditionExpression": "attribute_not_exists(submits) OR submits < :max",
+                        "ConditionExpression": "attribute_not_exists(submits) OR submits < :allowed",
                         "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
                         "ExpressionAttributeValues": {
                             ":one": {"N": "1"},
-                            ":max": {"N": str(max_per_minute)},
+                            ":allowed": {"N": str(submit_rate.allowed_this_minute(max_per_minute, previous, now))},
                             ":ttl": {"N": str((minute + 2) * 60)},
                         },
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                     }
                 }
             )
@@ -394,9 +399,18 @@ class JobStore:
             if 1 in failed and max_active is not None:
                 raise ActiveJobsLimit(max_active) from None
             if 2 in failed and max_per_minute is not None:
-                raise SubmitRateLimited(max_per_minute, max(1, 60 - int(time.time()) % 60)) from None
+                current = int(_failed_item(exc, 2).get("submits", {}).get("N", max_per_minute))
+                wait = submit_rate.seconds_until_allowed(max_per_minute, previous, current, now)
+                raise SubmitRateLimited(max_per_minute, wait) from None
             raise
         return job
+
+    def _submits_in_minute(self, owner: str, minute: int) -> int:
+        """A key owner's submits counted in a closed minute (an eventually consistent read is enough:
+        nothing adds to it any more)."""
+        key = {PK: {"S": f"{RATE_PREFIX}{owner}#{minute}"}}
+        response = client("dynamodb").get_item(TableName=self.table, Key=key, ProjectionExpression="submits")
+        return int(response.get("Item", {}).get("submits", {}).get("N", 0))
 
     def transition(
         self,
@@ -607,6 +621,13 @@ def _failed_items(exc: Exception) -> set[int]:
         return set()
     reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
     return {i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
+
+
+def _failed_item(exc: Exception, position: int) -> dict[str, Any]:
+    """The item as it was when a cancelled transaction's item at `position` failed its condition
+    (asked for with ReturnValuesOnConditionCheckFailure), or {}."""
+    reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+    return reasons[position].get("Item", {}) if position < len(reasons) else {}
 
 
 def _lost_race(exc: Exception) -> bool:
