@@ -375,6 +375,12 @@ class JobStore:
         if max_per_minute is not None:
             minute = submit_rate.minute_of(now)
             previous = self._submits_in_minute(job.owner, minute - 1)
+            allowed = submit_rate.allowed_this_minute(max_per_minute, previous, now)
+            # Refused outright: the condition below passes when this minute has no counter yet. This
+            # minute's count is not read, so Retry-After is the soonest a place could come back.
+            if allowed == 0:
+                wait = submit_rate.seconds_until_allowed(max_per_minute, previous, 0, now)
+                raise SubmitRateLimited(max_per_minute, wait)
             extra.append(
                 {
                     "Update": {
@@ -385,7 +391,7 @@ class JobStore:
                         "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
                         "ExpressionAttributeValues": {
                             ":one": {"N": "1"},
-                            ":allowed": {"N": str(submit_rate.allowed_this_minute(max_per_minute, previous, now))},
+                            ":allowed": {"N": str(allowed)},
                             ":ttl": {"N": str((minute + 2) * 60)},
                         },
                         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",

@@ -160,6 +160,9 @@ def test_submit_rate_limit_slides_across_a_minutes_end(api: httpx.Client, keys, 
     assert [c.status_code for c in late] == [202, 202, 202, 429]
     assert late[3].json()["code"] == "RATE_LIMITED"
     assert late[3].headers["retry-after"] == "3"  # at 1 s into the next minute, 2.95 of the 3 still count
+    # At the minute's very start all 3 still count, though the new minute has no counter yet.
+    turn = submits(minute_end, 1)
+    assert [c.status_code for c in turn] == [429] and turn[0].headers["retry-after"] == "1"
     early = submits(minute_end + 1, 3)
     assert [c.status_code for c in early] == [202, 429, 429]
     assert early[1].headers["retry-after"] == "20"  # at 21 s, less than 2 of the previous 3 still count
